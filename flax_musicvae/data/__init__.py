@@ -1,0 +1,1 @@
+"""Musical representations: NoteSequence <-> (inputs, outputs, controls, lengths)."""

@@ -1,0 +1,1 @@
+"""Flax linen encoders, decoders and the MusicVAE model."""

@@ -1,0 +1,1 @@
+"""Data pipelines: MIDI/MusicXML -> NoteSequence collections -> cached training arrays."""
