@@ -1,0 +1,1 @@
+"""Checkpoint interchange: TF1 TensorBundle read/write, Magenta import, magenta.js export."""
