@@ -8,11 +8,13 @@ checkpoints of hundreds of MB fast without a compiled extension.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _POLY = 0x82F63B78  # reflected Castagnoli polynomial
 _MASK_DELTA = 0xA282EAD8
-_MIN_LANE_BYTES = 4096
+_MIN_LANE_BYTES = 32768
 
 
 def _make_table() -> np.ndarray:
@@ -51,6 +53,7 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return _apply(a, b)
 
 
+@functools.lru_cache(maxsize=512)
 def _zeros_operator(n: int) -> np.ndarray:
   """The operator that advances a register over ``n`` zero bytes."""
   basis = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32))[:, None])
