@@ -1,0 +1,77 @@
+"""Magenta TF1 MusicVAE/GrooVAE checkpoints <-> our Flax params.
+
+Import reads a TensorBundle checkpoint (prefix, directory or Magenta's ``.tar``
+bundle) with :mod:`tensor_bundle`, picks the variables the model for ``config``
+expects (after Magenta's ``var_name_substitutions``), and converts them with the
+models' TF-name mapping (:mod:`flax_musicvae.models.tf_names`). Export goes the
+other way: a TF1 checkpoint with Magenta's variable names (+ ``global_step``) that
+Magenta's ``TrainedModel`` restores, or a magenta.js folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+import numpy as np
+
+from flax_musicvae.checkpoints import magentajs
+from flax_musicvae.checkpoints import tensor_bundle
+
+# Training-only variables of self-trained Magenta checkpoints: never model weights.
+_TRAINING_STATE = re.compile(
+    r"(^|/)(global_step|beta[12]_power)$|/(Adam|Adam_1|ExponentialMovingAverage)$")
+
+Substitutions = Sequence[tuple[str, str]]
+
+
+class CheckpointMismatchError(ValueError):
+  """The checkpoint's variables do not fit the model built from the config."""
+
+
+def substitute(name: str, substitutions: Substitutions) -> str:
+  """Magenta's ``var_name_substitutions``: ``re.sub`` each pair in order on a model name."""
+  for pattern, replacement in substitutions:
+    name = re.sub(pattern, replacement, name)
+  return name
+
+
+def _shape(shape: Sequence[int]) -> str:
+  return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def match_variables(checkpoint: Mapping[str, np.ndarray],
+                    expected: Mapping[str, Sequence[int]],
+                    substitutions: Substitutions = (),
+                    what: str = "the model") -> dict[str, np.ndarray]:
+  """Returns ``{model TF name: tensor}`` for every expected variable.
+
+  As in Magenta's ``TrainedModel``, each model variable name rewritten by
+  ``substitutions`` is the key looked up in ``checkpoint``. Optimizer slots,
+  ``beta*_power`` and ``global_step`` are ignored. Raises
+  :class:`CheckpointMismatchError` listing missing, unexpected and mis-shaped
+  variables.
+  """
+  found, missing, misshaped, used = {}, [], [], set()
+  for name in sorted(expected):
+    key = substitute(name, substitutions)
+    if key not in checkpoint:
+      missing.append(name if key == name else f"{name} (as {key})")
+      continue
+    used.add(key)
+    got, want = tuple(np.shape(checkpoint[key])), tuple(expected[name])
+    if got != want:
+      misshaped.append(f"{key}: checkpoint {_shape(got)}, model {_shape(want)}")
+    found[name] = np.asarray(checkpoint[key])
+  unexpected = sorted(k for k in checkpoint if k not in used and not _TRAINING_STATE.search(k))
+  if missing or misshaped or unexpected:
+    lines = [f"checkpoint variables do not match {what}:"]
+    for label, items in (("missing", missing), ("unexpected", unexpected),
+                         ("wrong shape", misshaped)):
+      if items:
+        lines.append(f"  {label} ({len(items)}):")
+        lines += [f"    {item}" for item in items]
+    raise CheckpointMismatchError("\n".join(lines))
+  return found
