@@ -2,12 +2,39 @@
 
 import json
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
 from flax_musicvae.checkpoints import magentajs
 from flax_musicvae.checkpoints import tensor_bundle as tb
+
+# Loads a checkpoint folder in @magenta/music (served over localhost, as the browser
+# would fetch it), encodes golden inputs to mu and greedily decodes golden z.
+_NODE_SCRIPT = r"""
+const http = require('http'), fs = require('fs'), path = require('path');
+const [folder, inputsPath, outPath] = process.argv.slice(2);
+const mvae = require('@magenta/music/node/music_vae');
+const tf = require('@tensorflow/tfjs');
+const server = http.createServer((req, res) => {
+  fs.readFile(path.join(folder, decodeURIComponent(req.url)), (err, data) => {
+    if (err) { res.writeHead(404); res.end(); } else { res.writeHead(200); res.end(data); }
+  });
+});
+server.listen(0, '127.0.0.1', async () => {
+  try {
+    const model = new mvae.MusicVAE(`http://127.0.0.1:${server.address().port}`);
+    await model.initialize();
+    const inp = JSON.parse(fs.readFileSync(inputsPath));
+    const mu = await model.encodeTensors(tf.tensor3d(inp.enc_inputs), {});
+    const out = await model.decodeTensors(tf.tensor2d(inp.z_given));
+    fs.writeFileSync(outPath, JSON.stringify({mu: await mu.array(), samples: await out.array()}));
+  } catch (e) { console.error(e); process.exitCode = 1; }
+  server.close();
+});
+"""
 
 SPEC = {"type": "MusicVAE", "dataConverter": {"type": "GrooveConverter",
                                               "args": {"numSteps": 64}}}
@@ -86,3 +113,30 @@ def test_bad_folders_raise(tmp_path):
   shard.write_bytes(shard.read_bytes()[:-4])
   with pytest.raises(ValueError, match="shards end before"):
     magentajs.read_weights(tmp_path)
+
+
+@pytest.mark.parametrize("config,converter,steps", [
+    ("groovae_4bar", "GrooveConverter", 64), ("cat-drums_2bar_small", "DrumsConverter", 32)])
+def test_magentajs_in_node_reproduces_golden(golden_dir, tmp_path, config, converter, steps):
+  """Optional: needs ``node`` and ``MAGENTAJS_NODE_MODULES`` = a node_modules folder
+  holding @magenta/music (``npm install @magenta/music``)."""
+  modules = os.environ.get("MAGENTAJS_NODE_MODULES", "")
+  if not shutil.which("node") or not os.path.isdir(os.path.join(modules, "@magenta", "music")):
+    pytest.skip("set MAGENTAJS_NODE_MODULES to a node_modules with @magenta/music")
+  golden = np.load(golden_dir / config / "golden.npz")
+  spec = {"type": "MusicVAE", "dataConverter": {"type": converter, "args": {"numSteps": steps}}}
+  magentajs.write_folder(tmp_path / "ckpt", tb.read_checkpoint(golden_dir / config), spec)
+  (tmp_path / "in.json").write_text(json.dumps(
+      {"enc_inputs": golden["enc_inputs"].tolist(), "z_given": golden["z_given"].tolist()}))
+  (tmp_path / "run.js").write_text(_NODE_SCRIPT)
+  subprocess.run(["node", tmp_path / "run.js", tmp_path / "ckpt", tmp_path / "in.json",
+                  tmp_path / "out.json"], check=True, timeout=300, capture_output=True,
+                 env=dict(os.environ, NODE_PATH=modules))
+  out = json.loads((tmp_path / "out.json").read_text())
+  np.testing.assert_allclose(np.array(out["mu"]), golden["mu"], atol=1e-5)
+  samples, want = np.array(out["samples"]), golden["greedy_samples"]
+  if converter == "GrooveConverter":  # hits exact; velocities/offsets are sigmoid/tanh values
+    np.testing.assert_array_equal(samples[..., :9], want[..., :9])
+    np.testing.assert_allclose(samples[..., 9:], want[..., 9:], atol=1e-5)
+  else:
+    np.testing.assert_array_equal(samples, want)
