@@ -140,6 +140,24 @@ def test_tensorflow_reads_our_checkpoint(tmp_path):
 
 
 @pytest.mark.tf
+def test_tf1_saver_restores_our_checkpoint(golden_dir, tmp_path):
+  """What Magenta's TrainedModel does: build variables, ``Saver.restore`` the checkpoint."""
+  tf = pytest.importorskip("tensorflow")
+  v1 = tf.compat.v1
+  weights = tb.read_checkpoint(golden_dir / "hierdec-mel_16bar")
+  prefix = tb.write_checkpoint(tmp_path / "model.ckpt", weights)
+  with tf.Graph().as_default():
+    variables = {k: v1.get_variable(k, shape=v.shape, dtype=tf.as_dtype(v.dtype),
+                                    initializer=v1.zeros_initializer())
+                 for k, v in weights.items()}
+    with v1.Session() as sess:
+      v1.train.Saver().restore(sess, v1.train.latest_checkpoint(str(tmp_path)))
+      restored = sess.run(variables)
+  assert prefix.endswith("model.ckpt")
+  _assert_same_tensors(restored, weights)
+
+
+@pytest.mark.tf
 def test_we_read_tensorflow_saver_checkpoints(tmp_path):
   tf = pytest.importorskip("tensorflow")
   v1 = tf.compat.v1
