@@ -1,0 +1,192 @@
+"""Training and evaluation batches from cached example arrays.
+
+A split is a dict of numpy arrays ``{inputs [N,T,Din], outputs [N,T,Dout],
+controls [N,T,Dc], lengths [N]}`` (built once from MIDI and cached by ``pipelines``).
+
+Training order is a deterministic function of ``(seed, step)``: the examples form an
+endless stream of per-epoch permutations (epoch ``e`` is shuffled with ``(seed, e)``),
+and global batch ``s`` is stream positions ``[s*B, (s+1)*B)``. Every example is seen
+exactly once per epoch (batches may straddle an epoch boundary, nothing is dropped),
+and resuming at step ``s`` continues the identical sequence. With several hosts, host
+``p`` of ``P`` takes rows ``[p*B/P, (p+1)*B/P)`` of every global batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import pathlib
+import queue
+import threading
+from typing import Any, Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+FIELDS = ("inputs", "outputs", "controls", "lengths")
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def resolve_path(path: str) -> pathlib.Path:
+  """``~`` expanded; relative paths are taken from the repository root."""
+  p = pathlib.Path(path).expanduser()
+  return p if p.is_absolute() else (REPO_ROOT / p).resolve()
+
+
+def build_converter(data_cfg: ml_collections.ConfigDict):
+  """The converter named by ``data.converter``, built with ``data.converter_kwargs``."""
+  from flax_musicvae import data as data_lib  # pylint: disable=g-import-not-at-top
+  kwargs = data_cfg.converter_kwargs.to_dict()
+  if hasattr(data_lib, "build_converter"):
+    return data_lib.build_converter(data_cfg.converter, **kwargs)
+  if data_cfg.converter == "groove":
+    from flax_musicvae.data import groove  # pylint: disable=g-import-not-at-top
+    return groove.GrooveConverter(**kwargs)
+  raise ValueError(f"unknown data.converter {data_cfg.converter!r}")
+
+
+def load_split(config: ml_collections.ConfigDict, split: str) -> Batch:
+  """Arrays of one split of ``config.data.dataset`` (``groove`` or ``tfds``)."""
+  data_cfg = config.data
+  converter = build_converter(data_cfg)
+  if data_cfg.dataset == "groove":
+    from pipelines import groove  # pylint: disable=g-import-not-at-top
+    arrays = groove.load_groove_split(
+        resolve_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir))
+  elif data_cfg.dataset == "tfds":
+    from pipelines import tfds_groove  # pylint: disable=g-import-not-at-top
+    arrays = tfds_groove.load_arrays(
+        data_cfg.tfds_name, split, converter, resolve_path(data_cfg.cache_dir),
+        source_dir=resolve_path(data_cfg.path).parent if data_cfg.path else None)
+  else:
+    raise ValueError(f"data.dataset must be 'groove' or 'tfds', got {data_cfg.dataset!r}")
+  return {k: np.asarray(arrays[k]) for k in FIELDS}
+
+
+def num_examples(arrays: Batch) -> int:
+  return len(arrays["lengths"])
+
+
+def check_enough_examples(arrays: Batch, batch_size: int, what: str) -> None:
+  n = num_examples(arrays)
+  if n < batch_size:
+    raise ValueError(
+        f"{what} has {n} examples, fewer than one batch of {batch_size}: use more data "
+        f"or a smaller train.batch_size (the original Magenta would wait forever here)")
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batch_indices(n: int, global_batch_size: int, seed: int, step: int) -> np.ndarray:
+  """Example indices of global batch ``step`` in the shuffled epoch stream."""
+  positions = np.arange(step * global_batch_size, (step + 1) * global_batch_size)
+  epochs, offsets = np.divmod(positions, n)
+  out = np.empty_like(positions)
+  for epoch in np.unique(epochs):
+    sel = epochs == epoch
+    out[sel] = _epoch_permutation(seed, int(epoch), n)[offsets[sel]]
+  return out
+
+
+def host_slice(global_batch_size: int, process_index: int, process_count: int) -> slice:
+  if global_batch_size % process_count:
+    raise ValueError(f"batch size {global_batch_size} is not divisible by the "
+                     f"{process_count} hosts")
+  per_host = global_batch_size // process_count
+  return slice(process_index * per_host, (process_index + 1) * per_host)
+
+
+def train_batches(arrays: Batch, global_batch_size: int, seed: int, start_step: int = 0,
+                  process_index: int = 0, process_count: int = 1) -> Iterator[Batch]:
+  """This host's part of global batches ``start_step, start_step + 1, ...`` (endless).
+
+  Raises at once (not at the first ``next``) when there is less than one batch of data.
+  """
+  check_enough_examples(arrays, global_batch_size, "the training split")
+  n = num_examples(arrays)
+  rows = host_slice(global_batch_size, process_index, process_count)
+
+  def generate():
+    for step in itertools.count(start_step):
+      idx = batch_indices(n, global_batch_size, seed, step)[rows]
+      yield {k: arrays[k][idx] for k in FIELDS}
+
+  return generate()
+
+
+def eval_batches(arrays: Batch, global_batch_size: int, num_batches: int = 0,
+                 process_index: int = 0, process_count: int = 1) -> Iterator[Batch]:
+  """Full batches in split order (``num_batches`` 0: all of them; a partial tail is dropped)."""
+  check_enough_examples(arrays, global_batch_size, "the evaluation split")
+  available = num_examples(arrays) // global_batch_size
+  rows = host_slice(global_batch_size, process_index, process_count)
+  count = min(num_batches, available) if num_batches else available
+  starts = range(0, count * global_batch_size, global_batch_size)
+  return ({k: arrays[k][start:start + global_batch_size][rows] for k in FIELDS}
+          for start in starts)
+
+
+class Prefetcher:
+  """Runs ``iterator`` (and ``transform``, e.g. the device transfer) in a background thread.
+
+  Keeps up to ``buffer_size`` results ready; exceptions in the thread are re-raised by
+  ``next``. ``close()`` stops the thread.
+  """
+
+  _DONE = object()
+
+  def __init__(self, iterator: Iterator[Any], transform: Callable[[Any], Any] = lambda x: x,
+               buffer_size: int = 2):
+    self._queue: queue.Queue = queue.Queue(maxsize=buffer_size)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._fill, args=(iterator, transform), daemon=True)
+    self._thread.start()
+
+  def _put(self, item) -> bool:
+    while not self._stop.is_set():
+      try:
+        self._queue.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def _fill(self, iterator, transform) -> None:
+    try:
+      for item in iterator:
+        if not self._put((transform(item), None)):
+          return
+      self._put((self._DONE, None))
+    except BaseException as e:  # pylint: disable=broad-except
+      self._put((None, e))
+
+  def __iter__(self) -> "Prefetcher":
+    return self
+
+  def __next__(self):
+    item, error = self._queue.get()
+    if error is not None:
+      raise error
+    if item is self._DONE:
+      raise StopIteration
+    return item
+
+  def close(self) -> None:
+    self._stop.set()
+    self._thread.join(timeout=5)
+
+  def __enter__(self) -> "Prefetcher":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def shard_batch(batch: Batch, sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
+  """This host's rows -> global arrays laid out along the mesh's batch axis."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
