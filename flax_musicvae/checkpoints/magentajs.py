@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+import re
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -98,6 +99,7 @@ def write_folder(folder: str | os.PathLike, weights: Mapping[str, np.ndarray],
   """A complete magenta.js checkpoint folder: ``config.json`` + manifest + shards."""
   if spec.get("type") != "MusicVAE" or "dataConverter" not in spec:
     raise ValueError("spec must be a MusicVAESpec: {'type': 'MusicVAE', 'dataConverter': ...}")
+  check_supported(weights)
   write_weights(folder, weights, shard_bytes)
   with open(os.path.join(folder, CONFIG), "w", encoding="utf-8") as f:
     json.dump(spec, f, indent=1)
@@ -108,3 +110,72 @@ def read_folder(folder: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[
   with open(os.path.join(folder, CONFIG), encoding="utf-8") as f:
     spec = json.load(f)
   return read_weights(folder), spec
+
+
+# --------------------------------------------------------------------------------------
+# MusicVAESpec (config.json) for our converters.
+
+_CHORD_ENCODERS = {"triad": "TriadChordEncoder"}  # Magenta's TriadChordOneHotEncoding
+
+
+def _melody_args(converter: Any) -> dict[str, Any]:
+  return {"minPitch": int(converter.min_pitch), "maxPitch": int(converter.max_pitch)}
+
+
+def _pitch_classes(classes: Sequence[Sequence[int]]) -> dict[str, Any]:
+  # Always explicit: magenta.js's default 9 classes differ from note_seq's (22, 26, 43).
+  return {"pitchClasses": [[int(p) for p in c] for c in classes]}
+
+
+def _groove_args(converter: Any) -> dict[str, Any]:
+  if converter.hits_as_controls or converter.add_instruments:
+    raise ValueError("magenta.js GrooveConverter has no hits-as-controls or infilling inputs")
+  if converter.tapify != converter.fixed_velocities and not converter.humanize:
+    raise ValueError("magenta.js 'tapify' also zeroes input velocities: export needs "
+                     "tapify and fixed_velocities both set or both unset")
+  return {"stepsPerQuarter": int(converter.steps_per_quarter),
+          "humanize": bool(converter.humanize), "tapify": bool(converter.tapify),
+          **_pitch_classes(converter.inference_pitch_classes)}
+
+
+def spec_for(converter: Any, model_config: Any) -> dict[str, Any]:
+  """The ``MusicVAESpec`` @magenta/music needs for ``converter`` and ``config.model``."""
+  kind = type(converter).__name__
+  args: dict[str, Any] = {"numSteps": int(model_config.max_seq_len)}
+  if model_config.decoder == "hierarchical":
+    args["numSegments"] = int(model_config.level_lengths[0])
+  spec: dict[str, Any] = {"type": "MusicVAE", "useBooleanDecoder": False,
+                          "conditionOnKey": False}
+  if getattr(converter, "chord_encoding", None):
+    spec["chordEncoder"] = _CHORD_ENCODERS[converter.chord_encoding]
+  if kind == "OneHotMelodyConverter":
+    js_type = "MelodyConverter"
+    args.update(_melody_args(converter))
+  elif kind == "DrumsConverter":
+    js_type = "DrumRollConverter" if converter.roll_output else "DrumsConverter"
+    args.update(_pitch_classes(converter.pitch_classes))
+  elif kind == "TrioConverter":
+    js_type = "TrioConverter"
+    mel = _melody_args(converter.melody_converter)
+    args.update(melArgs=mel, bassArgs=dict(mel),
+                drumsArgs=_pitch_classes(converter.drums_converter.pitch_classes))
+  elif kind == "GrooveConverter":
+    js_type = "GrooveConverter"
+    args.update(_groove_args(converter))
+  else:
+    raise ValueError(f"no magenta.js data converter is known for {kind}")
+  spec["dataConverter"] = {"type": js_type, "args": args}
+  return spec
+
+
+def check_supported(weights: Mapping[str, np.ndarray]) -> None:
+  """Raises if @magenta/music cannot build the architecture these weights describe."""
+  fw = "bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel"
+  flat = [n for n in weights if re.fullmatch(rf"encoder/cell_\d+/{fw}", n)]
+  hier = [n for n in weights if re.fullmatch(rf"encoder/hierarchical_level_\d+/cell_0/{fw}", n)]
+  if flat and len(flat) != 1:
+    raise ValueError(f"magenta.js supports single-layer bidirectional encoders only; this "
+                     f"model has {len(flat)} encoder layers")
+  if hier and len(hier) != 2:
+    raise ValueError(f"magenta.js supports 2-level hierarchical encoders only; this model "
+                     f"has {len(hier)} levels")
