@@ -11,6 +11,7 @@ import pytest
 from note_seq import midi_io
 
 from flax_musicvae.data import converter as converter_lib
+from flax_musicvae.data import drums as drums_lib
 from pipelines import convert_dir, note_sequence_io
 
 _SCORE_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -222,3 +223,12 @@ def test_time_changes_at_the_representation_stage(converted):
   recorder.pieces.clear()
   assert len(recorder.to_tensors(by_name["three_four.mid"])) == 1
   assert [(t.numerator, t.denominator) for t in recorder.pieces[0].time_signatures] == [(3, 4)]
+
+
+def test_no_drums_at_the_representation_stage(converted):
+  """Files without drum notes convert, then a drums representation yields no examples."""
+  by_name = {ns.filename: ns for ns in converted[0]}
+  drums = drums_lib.DrumsConverter(max_bars=100, slice_bars=2)
+  assert len(drums.to_tensors(by_name["beat.mid"])) >= 1
+  assert len(drums.to_tensors(by_name["no_drums.mid"])) == 0
+  assert len(drums.to_tensors(by_name["no_notes.mid"])) == 0
