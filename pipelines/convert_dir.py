@@ -257,6 +257,8 @@ def convert_directory(input_dir: str | os.PathLike, output_file: str | os.PathLi
     (the NoteSequences, or the number written to ``output_file``; the report).
   """
   input_dir = os.path.normpath(os.fspath(input_dir))
+  if num_workers is not None and num_workers < 1:
+    raise ValueError(f"num_workers must be >= 1, got {num_workers}")
   if not os.path.isdir(input_dir):
     raise NotADirectoryError(f"--input_dir {input_dir!r} is not a directory")
   start = time.perf_counter()

@@ -121,12 +121,15 @@ def prepare(name: str, data_dir: str | os.PathLike, *, zip_path: str | os.PathLi
 
   With ``zip_path`` or ``source_dir`` (a folder holding ``groove/``) nothing is
   downloaded: the local data is installed in ``<data_dir>/downloads`` first.
-  Without them tfds downloads the official zip. Returns the prepared builder.
+  Without them tfds downloads the official zip. An already prepared dataset is
+  reused as is. Returns the prepared builder.
   """
   tfds = _tfds()
   builder = tfds.builder(name, data_dir=os.fspath(data_dir))
   download_dir = pathlib.Path(data_dir) / "downloads"
   config = tfds.download.DownloadConfig(try_download_gcs=False)
+  if builder.is_prepared():
+    return builder
   if zip_path is not None or source_dir is not None:
     if builder.builder_config.include_audio:
       raise ValueError(f"{name} needs the audio zip; only the *-midionly configs can be "

@@ -176,9 +176,11 @@ def test_not_recursive(corpus):
   assert "sub/truncated_header.mid" not in {n for f in report.skipped.values() for n, _ in f}
 
 
-def test_missing_input_dir(tmp_path):
+def test_bad_arguments(tmp_path):
   with pytest.raises(NotADirectoryError, match="does_not_exist"):
     convert_dir.convert_directory(tmp_path / "does_not_exist")
+  with pytest.raises(ValueError, match="num_workers"):
+    convert_dir.convert_directory(tmp_path, num_workers=0)
 
 
 def test_cli(corpus, tmp_path, capsys):
