@@ -307,8 +307,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="TFRecord file to write (overwritten if it exists)")
   parser.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
                       help="also convert sub-directories")
-  parser.add_argument("--num_workers", type=int, default=None,
-                      help="worker processes (default: number of CPUs)")
+  parser.add_argument("--num_workers", type=int, default=os.cpu_count(),
+                      help="worker processes (1: convert in this process)")
   parser.add_argument("--report_json", default=None,
                       help="also write the full report (every skip with its reason) here")
   parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
