@@ -8,6 +8,9 @@ files start from :func:`base_config` and override only what differs, as Magenta'
 
 from __future__ import annotations
 
+import importlib
+from typing import Any, Sequence
+
 import ml_collections
 
 
@@ -37,6 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
   m.residual_encoder = False
   m.residual_decoder = False
   m.remat = False                      # rematerialise LSTM steps (memory for big models)
+  m.input_depth = 0                    # set from the converter by set_converter()
+  m.output_depth = 0
+  m.control_depth = 0
 
   d = c.data = ml_collections.ConfigDict()
   d.converter = ""                     # groove | melody | drums | trio | multiperf
@@ -64,4 +70,155 @@ def base_config() -> ml_collections.ConfigDict:
   t.compute_dtype = "float32"          # float32 | bfloat16 (params stay float32)
   t.seed = 0
   t.warm_start_from = ""               # another run's workdir / checkpoint: params only
+  return c
+
+
+#: converter name -> (module, class) in flax_musicvae.data.
+CONVERTERS = {
+    "groove": ("flax_musicvae.data.groove", "GrooveConverter"),
+    "melody": ("flax_musicvae.data.melody", "OneHotMelodyConverter"),
+    "drums": ("flax_musicvae.data.drums", "DrumsConverter"),
+    "trio": ("flax_musicvae.data.trio", "TrioConverter"),
+}
+#: MultiInstrumentPerformanceConverter (8 velocity bins, <= 8 instruments x 64 events):
+#: not implemented here; its depths are fixed (reference notes §1.6).
+MULTIPERF_DEPTH = 490
+TRIAD_CHORD_DEPTH = 49
+
+
+def make_converter(data_cfg: ml_collections.ConfigDict):
+  """Instantiates ``data_cfg.converter`` with ``data_cfg.converter_kwargs``."""
+  if data_cfg.converter not in CONVERTERS:
+    raise ValueError(f"no converter class for {data_cfg.converter!r}; known: "
+                     f"{sorted(CONVERTERS)}")
+  module, cls = CONVERTERS[data_cfg.converter]
+  return getattr(importlib.import_module(module), cls)(**data_cfg.converter_kwargs.to_dict())
+
+
+def set_converter(c: ml_collections.ConfigDict, converter: str, **kwargs: Any) -> None:
+  """Sets the representation and the model depths it implies."""
+  c.data.converter = converter
+  c.data.converter_kwargs = ml_collections.ConfigDict(kwargs)
+  if converter == "multiperf":
+    c.model.input_depth = c.model.output_depth = MULTIPERF_DEPTH
+    c.model.control_depth = TRIAD_CHORD_DEPTH if kwargs.get("chord_encoding") else 0
+    return
+  conv = make_converter(c.data)
+  c.model.input_depth = conv.input_depth
+  c.model.output_depth = conv.output_depth
+  c.model.control_depth = conv.control_depth
+
+
+def lstm_config(name: str, *, z_size: int, enc_rnn_size: Sequence[int],
+                dec_rnn_size: Sequence[int], max_seq_len: int, batch_size: int = 512,
+                **model: Any) -> ml_collections.ConfigDict:
+  """A CONFIG_MAP entry's model hparams on top of :func:`base_config`."""
+  c = base_config()
+  c.name = name
+  c.model.z_size = z_size
+  c.model.enc_rnn_size = tuple(enc_rnn_size)
+  c.model.dec_rnn_size = tuple(dec_rnn_size)
+  c.model.max_seq_len = max_seq_len
+  c.train.batch_size = batch_size
+  for k, v in model.items():
+    if k not in c.model:
+      raise KeyError(f"unknown model hparam {k!r}")
+    c.model[k] = tuple(v) if isinstance(v, list) else v
+  c.data.dataset = "note_sequences"
+  return c
+
+
+def mel_2bar_config(name: str, *, z_size: int, enc: int, dec: Sequence[int],
+                    max_beta: float) -> ml_collections.ConfigDict:
+  """cat-mel_2bar_{small,big}: MEL_PROGRAMS melodies, scheduled sampling, transpose +-5."""
+  c = lstm_config(name, z_size=z_size, enc_rnn_size=[enc], dec_rnn_size=dec, max_seq_len=32,
+                  free_bits=0, max_beta=max_beta, beta_rate=0.99999,
+                  sampling_schedule="inverse_sigmoid", sampling_rate=1000)
+  set_converter(c, "melody", valid_programs=tuple(range(32)), skip_polyphony=False,
+                max_bars=100, slice_bars=2, steps_per_quarter=4)
+  c.data.augment_transpose = 5
+  return c
+
+
+def drums_2bar_config(name: str, *, z_size: int, enc: int, dec: Sequence[int],
+                      nade: bool = False, **converter: Any) -> ml_collections.ConfigDict:
+  """cat-/nade-drums_2bar_*: free bits 48, beta 0.2, scheduled sampling."""
+  c = lstm_config(name, z_size=z_size, enc_rnn_size=[enc], dec_rnn_size=dec, max_seq_len=32,
+                  free_bits=48, max_beta=0.2, sampling_schedule="inverse_sigmoid",
+                  sampling_rate=1000, decoder="nade" if nade else "categorical")
+  set_converter(c, "drums", max_bars=100, slice_bars=2, steps_per_quarter=4, roll_input=True,
+                roll_output=nade, **converter)
+  return c
+
+
+def mel_16bar_config(name: str, *, enc: Sequence[int], dec: Sequence[int],
+                     hierarchical: bool, encoder: str = "bidirectional"
+                     ) -> ml_collections.ConfigDict:
+  """flat-/hierdec-/hier-mel_16bar (all MIDI programs, 16-bar windows)."""
+  model = dict(decoder="hierarchical", core_decoder="categorical",
+               level_lengths=(16, 16)) if hierarchical else {}
+  c = lstm_config(name, z_size=512, enc_rnn_size=enc, dec_rnn_size=dec, max_seq_len=256,
+                  free_bits=256, max_beta=0.2, encoder=encoder, **model)
+  set_converter(c, "melody", skip_polyphony=False, max_bars=100, slice_bars=16,
+                steps_per_quarter=4)
+  return c
+
+
+def trio_16bar_config(name: str, *, encoder: str = "bidirectional", enc: Sequence[int],
+                      dec: Sequence[int], hierarchical: bool) -> ml_collections.ConfigDict:
+  """flat-/hierdec-/hier-trio_16bar (melody 90, bass 90, drums 512)."""
+  if hierarchical:
+    model = dict(decoder="hierarchical", core_decoder="split", level_lengths=(16, 16),
+                 free_bits=256, max_beta=0.2)
+  else:
+    model = dict(decoder="multi_out")
+  c = lstm_config(name, z_size=512, enc_rnn_size=enc, dec_rnn_size=dec, max_seq_len=256,
+                  batch_size=256, encoder=encoder, output_depths=(90, 90, 512), **model)
+  set_converter(c, "trio", steps_per_quarter=4, slice_bars=16, gap_bars=2)
+  return c
+
+
+def multiperf_config(name: str, *, big: bool, chords: bool) -> ml_collections.ConfigDict:
+  """hier-multiperf_vel_1bar_*: hierarchical encoder [64, 8], conductor [8, 64]."""
+  c = lstm_config(name, z_size=512, enc_rnn_size=[2048 if big else 1024],
+                  dec_rnn_size=[1024 if big else 512] * 3, max_seq_len=512, batch_size=256,
+                  encoder="hierarchical", decoder="hierarchical", core_decoder="categorical",
+                  level_lengths=(8, 64))
+  kwargs = dict(num_velocity_bins=8, hop_size_bars=1, max_num_instruments=8,
+                max_events_per_instrument=64)
+  if chords:
+    kwargs["chord_encoding"] = "triad"
+  set_converter(c, "multiperf", **kwargs)
+  c.data.augment_transpose = 3
+  return c
+
+
+GROOVE_PATH = "../shared/data/groove-v1.0.0-midionly"
+
+
+def groove_config(name: str, *, split_bars: int, **converter: Any
+                  ) -> ml_collections.ConfigDict:
+  """groovae_*: GrooveLstmDecoder, dropout keep 0.3, Groove MIDI Dataset windows."""
+  from flax_musicvae.data import groove  # pylint: disable=import-outside-toplevel
+  c = lstm_config(name, z_size=256, enc_rnn_size=[512], dec_rnn_size=[256, 256],
+                  max_seq_len=16 * split_bars, max_beta=0.2, free_bits=48,
+                  dropout_keep_prob=0.3, decoder="groove")
+  set_converter(c, "groove", split_bars=split_bars, steps_per_quarter=4, quarters_per_bar=4,
+                max_tensors_per_notesequence=20,
+                pitch_classes=groove.ROLAND_DRUM_PITCH_CLASSES,
+                inference_pitch_classes=groove.REDUCED_DRUM_PITCH_CLASSES, **converter)
+  c.data.dataset = "groove"
+  c.data.path = GROOVE_PATH
+  c.data.tfds_name = f"groove/{split_bars}bar-midionly"
+  return c
+
+
+def tiny(c: ml_collections.ConfigDict, *, rnn: int = 8, z: int = 4
+         ) -> ml_collections.ConfigDict:
+  """Same structure at toy widths (tests): every RNN layer ``rnn`` units, z ``z``."""
+  c = ml_collections.ConfigDict(c.to_dict())
+  c.model.enc_rnn_size = (rnn,) * len(c.model.enc_rnn_size)
+  c.model.dec_rnn_size = (rnn,) * len(c.model.dec_rnn_size)
+  c.model.z_size = z
+  c.model.nade_num_hidden = min(c.model.nade_num_hidden, rnn)
   return c

@@ -1,0 +1,8 @@
+"""Magenta's flat-mel_16bar."""
+
+from flax_musicvae import config_lib
+
+
+def get_config():
+  return config_lib.mel_16bar_config("flat-mel_16bar", enc=[2048, 2048], dec=[2048] * 3,
+                                     hierarchical=False)

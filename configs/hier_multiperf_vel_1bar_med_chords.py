@@ -1,0 +1,7 @@
+"""Magenta's hier-multiperf_vel_1bar_med_chords."""
+
+from flax_musicvae import config_lib
+
+
+def get_config():
+  return config_lib.multiperf_config("hier-multiperf_vel_1bar_med_chords", big=False, chords=True)

@@ -1,0 +1,376 @@
+"""LSTM decoders: flat (categorical / multi-out / groove / NADE heads), split and hierarchical.
+
+Each decoder is a linen module that declares the variables (TF-mirroring names) and
+returns a plain object of pure functions over them, so teacher forcing (batched,
+layer-by-layer scans), scheduled sampling and free-running sampling (step-wise scans
+with per-step keys) and the hierarchical segment loop (a nested scan) share parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flax_musicvae.models import encoders
+from flax_musicvae.models import lstm
+from flax_musicvae.models import nade
+
+Array = jax.Array
+HEAD_KINDS = ("categorical", "multi_out", "groove", "nade")
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+  """What the output projection means: ``kind`` in HEAD_KINDS over ``depth`` output dims."""
+  kind: str
+  depth: int
+  depths: tuple[int, ...] = ()      # multi_out parts
+  nade_hidden: int = 0
+
+  def __post_init__(self):
+    if self.kind not in HEAD_KINDS:
+      raise ValueError(f"unknown output head {self.kind!r}; expected one of {HEAD_KINDS}")
+    if self.kind == "multi_out" and sum(self.depths) != self.depth:
+      raise ValueError(f"output depths {self.depths} do not sum to output depth {self.depth}")
+    if self.kind == "groove" and self.depth % 3:
+      raise ValueError(f"groove output depth must be 3 * instruments, got {self.depth}")
+
+  @property
+  def proj_size(self) -> int:
+    return self.depth + self.nade_hidden if self.kind == "nade" else self.depth
+
+  @property
+  def parts(self) -> tuple[int, ...]:
+    return self.depths if self.kind == "multi_out" else (self.depth,)
+
+
+def _one_hot_sample(logits: Array, key: Array, temperature: float | None) -> Array:
+  if temperature is None:
+    idx = jnp.argmax(logits, -1)
+  else:
+    idx = jax.random.categorical(key, logits / temperature, axis=-1)
+  return jax.nn.one_hot(idx, logits.shape[-1], dtype=logits.dtype)
+
+
+def head_sample(head: Head, nade_params: dict | None, logits: Array, key: Array,
+                temperature: float | None) -> Array:
+  """Magenta's ``_sample`` for one step; ``temperature=None`` is the greedy/threshold choice."""
+  if head.kind in ("categorical", "multi_out"):
+    splits = jnp.split(logits, list(_cumsum(head.parts))[:-1], axis=-1)
+    keys = jax.random.split(key, len(splits))
+    return jnp.concatenate(
+        [_one_hot_sample(l, k, temperature) for l, k in zip(splits, keys)], -1)
+  if head.kind == "groove":
+    hits, vel, off = jnp.split(logits, 3, axis=-1)
+    if temperature is None:
+      hits = (hits > 0).astype(logits.dtype)
+    else:
+      hits = jax.random.bernoulli(key, jax.nn.sigmoid(hits / temperature)).astype(logits.dtype)
+    return jnp.concatenate([hits, jax.nn.sigmoid(vel), jnp.tanh(off)], -1)
+  b_enc, b_dec = logits[..., :head.nade_hidden], logits[..., head.nade_hidden:]
+  return nade.sample(nade_params, b_enc, b_dec, key, temperature)
+
+
+def _cumsum(xs: Sequence[int]) -> list[int]:
+  out, total = [], 0
+  for x in xs:
+    total += x
+    out.append(total)
+  return out
+
+
+def _step_keys(key: Array | None, steps: int) -> Array:
+  return jnp.zeros((steps, 2), jnp.uint32) if key is None else jax.random.split(key, steps)
+
+
+class DenseParams(nn.Module):
+  """``tf.layers.dense`` variables ``kernel [in, out]``, ``bias [out]``."""
+  in_size: int
+  out_size: int
+  kernel_init: Any = nn.initializers.glorot_uniform()
+
+  @nn.compact
+  def __call__(self) -> tuple[Array, Array]:
+    return (self.param("kernel", self.kernel_init, (self.in_size, self.out_size)),
+            self.param("bias", nn.initializers.zeros, (self.out_size,)))
+
+
+def dense(p: tuple[Array, Array], x: Array) -> Array:
+  return x @ p[0] + p[1]
+
+
+STATE_INIT = nn.initializers.normal(0.001)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderSettings:
+  sizes: tuple[int, ...]
+  keep_prob: float = 1.0
+  residual: bool = False
+  remat: bool = False
+
+
+@dataclasses.dataclass
+class FlatDecoder:
+  """Pure functions of one LSTM decoder (``BaseLstmDecoder``) bound to its variables."""
+  settings: DecoderSettings
+  head: Head
+  params: dict
+
+  def initial_state(self, z: Array) -> lstm.State:
+    flat = jnp.tanh(dense(self.params["z_to_initial_state"], z))
+    return lstm.split_state(flat, self.params["layers"])
+
+  def project(self, h: Array) -> Array:
+    return dense(self.params["output_projection"], h)
+
+  def teacher(self, z: Array, inputs: Array, aux: Array, lengths: Array | None,
+              dropout_key: Array | None) -> tuple[Array, lstm.State]:
+    """Teacher-forced logits ``[B, T, proj]``; step input = concat(inputs[t], z, aux[t])."""
+    s = self.settings
+    zs = jnp.broadcast_to(z[:, None], (z.shape[0], inputs.shape[1], z.shape[-1]))
+    xs = jnp.concatenate([inputs, zs, aux], -1)
+    out, final = lstm.run_stack(self.params["layers"], xs, lengths, keep_prob=s.keep_prob,
+                                key=dropout_key, initial=self.initial_state(z),
+                                remat=s.remat, residual=s.residual)
+    return self.project(out), final
+
+  def stepwise(self, z: Array, inputs: Array, aux: Array, select: Array, start: Array,
+               sample_key: Array, dropout_key: Array | None, temperature: float | None,
+               end_token: int | None = None) -> dict[str, Array]:
+    """Step-wise decode: at step t the input is the previous sample where ``select[:, t]``.
+
+    ``select`` all True is free-running sampling (``inputs`` unused), a Bernoulli(p) mask
+    with ``select[:, 0] = False`` is scheduled sampling. After an end token the outputs
+    are zero (``dynamic_decode``); ``lengths`` counts emitted steps.
+    """
+    s, batch, steps = self.settings, inputs.shape[0], inputs.shape[1]
+    layers, nade_p = self.params["layers"], self.params.get("nade")
+    has_dropout = dropout_key is not None and s.keep_prob < 1.0
+
+    def body(carry, xs):
+      state, prev, finished = carry
+      teacher_t, aux_t, select_t, skey, dkey = xs
+      inp = jnp.where(select_t[:, None], prev, teacher_t)
+      x = jnp.concatenate([inp, z, aux_t], -1)
+      state, h = lstm.stack_step(layers, state, x, s.keep_prob,
+                                 dkey if has_dropout else None, s.residual)
+      logits = self.project(h)
+      smp = head_sample(self.head, nade_p, logits, skey, temperature)
+      live = ~finished
+      new_finished = finished
+      if end_token is not None:
+        new_finished = finished | (jnp.argmax(smp, -1) == end_token)
+      out = (jnp.where(live[:, None], logits, 0.0), jnp.where(live[:, None], smp, 0.0), live)
+      return (state, smp, new_finished), out
+
+    xs = (lstm.time_major(inputs), lstm.time_major(aux), select.T,
+          _step_keys(sample_key, steps), _step_keys(dropout_key, steps))
+    init = (self.initial_state(z), start, jnp.zeros((batch,), bool))
+    (state, _, _), (logits, samples, live) = lstm.scan(body, init, xs, s.remat)
+    return {"logits": lstm.time_major(logits), "samples": lstm.time_major(samples),
+            "lengths": live.sum(0).astype(jnp.int32), "final_state": state}
+
+
+@dataclasses.dataclass
+class SplitDecoder:
+  """``SplitMultiOutLstmDecoder``: one FlatDecoder per output part, same z and controls."""
+  cores: list[FlatDecoder]
+  head: Head
+
+  def _split(self, x: Array) -> list[Array]:
+    return jnp.split(x, _cumsum(self.head.depths)[:-1], axis=-1)
+
+  def teacher(self, z, inputs, aux, lengths, dropout_key):
+    keys = [None] * len(self.cores) if dropout_key is None else list(
+        jax.random.split(dropout_key, len(self.cores)))
+    outs = [c.teacher(z, x, aux, lengths, k)
+            for c, x, k in zip(self.cores, self._split(inputs), keys)]
+    return jnp.concatenate([o[0] for o in outs], -1), _merge_states([o[1] for o in outs])
+
+  def stepwise(self, z, inputs, aux, select, start, sample_key, dropout_key, temperature,
+               end_token=None):
+    if end_token is not None:
+      raise ValueError("split decoders need a fixed length (no end token)")
+    n = len(self.cores)
+    skeys = jax.random.split(sample_key, n)
+    dkeys = [None] * n if dropout_key is None else list(jax.random.split(dropout_key, n))
+    outs = [c.stepwise(z, x, aux, select, st, sk, dk, temperature)
+            for c, x, st, sk, dk in zip(self.cores, self._split(inputs), self._split(start),
+                                        skeys, dkeys)]
+    return {"logits": jnp.concatenate([o["logits"] for o in outs], -1),
+            "samples": jnp.concatenate([o["samples"] for o in outs], -1),
+            "lengths": outs[0]["lengths"],
+            "final_state": _merge_states([o["final_state"] for o in outs])}
+
+
+def _merge_states(states: list[lstm.State]) -> lstm.State:
+  """Concatenates the parts' states per layer and per c/h (Magenta's ``_merge_decode_results``)."""
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs, -1), *states)
+
+
+def flat_state(state: lstm.State) -> Array:
+  return jnp.concatenate([x for pair in state for x in pair], -1)
+
+
+class FlatDecoderParams(nn.Module):
+  """Variables of a BaseLstmDecoder: ``z_to_initial_state``, ``multi_rnn_cell``,
+  ``output_projection`` and, for NADE, ``nade``."""
+  settings: DecoderSettings
+  head: Head
+  z_size: int
+  aux_size: int
+
+  @nn.compact
+  def __call__(self) -> FlatDecoder:
+    s = self.settings
+    layers = lstm.LSTMStack(s.sizes, s.residual, name="multi_rnn_cell")(
+        self.head.depth + self.z_size + self.aux_size)
+    params = {
+        "layers": layers,
+        "z_to_initial_state": DenseParams(self.z_size, sum(lstm.state_sizes(layers)),
+                                          STATE_INIT, name="z_to_initial_state")(),
+        "output_projection": DenseParams(s.sizes[-1], self.head.proj_size,
+                                         name="output_projection")(),
+    }
+    if self.head.kind == "nade":
+      params["nade"] = nade.NadeParams(self.head.depth, self.head.nade_hidden, name="nade")()
+    return FlatDecoder(s, self.head, params)
+
+
+class SplitDecoderParams(nn.Module):
+  """``core_decoder_{i}`` FlatDecoders with categorical heads of the given depths."""
+  settings: DecoderSettings
+  head: Head
+  z_size: int
+  aux_size: int
+
+  @nn.compact
+  def __call__(self) -> SplitDecoder:
+    cores = [FlatDecoderParams(self.settings, Head("categorical", d), self.z_size,
+                               self.aux_size, name=f"core_decoder_{i}")()
+             for i, d in enumerate(self.head.depths)]
+    return SplitDecoder(cores, self.head)
+
+
+@dataclasses.dataclass
+class HierarchicalDecoder:
+  """``HierarchicalLstmDecoder`` with two levels: a conductor over ``level_lengths[0]``
+  segments, whose output h is the core decoder's z for each segment of
+  ``level_lengths[1]`` steps. ``autoregressive`` feeds the core's final state (concat z)
+  back to the conductor; otherwise the conductor input is zeros ``[B, 1]``."""
+  level_lengths: tuple[int, int]
+  autoregressive: bool
+  settings: DecoderSettings
+  params: dict          # conductor layers + initial_state
+  core: Any             # FlatDecoder | SplitDecoder
+
+  @property
+  def head(self) -> Head:
+    return self.core.head
+
+  def _segments(self, x: Array) -> Array:
+    """``[B, T, ...]`` -> ``[S, B, L, ...]``."""
+    s, l = self.level_lengths
+    return jnp.swapaxes(x.reshape((x.shape[0], s, l) + x.shape[2:]), 0, 1)
+
+  def _unsegment(self, x: Array) -> Array:
+    x = jnp.swapaxes(x, 0, 1)
+    return x.reshape((x.shape[0], -1) + x.shape[3:])
+
+  def _conductor_init(self, z: Array) -> lstm.State:
+    flat = jnp.tanh(dense(self.params["initial_state"], z))
+    return lstm.split_state(flat, self.params["layers"])
+
+  def conductor_embeddings(self, z: Array, dropout_key: Array | None) -> Array:
+    """Non-autoregressive conductor outputs ``[B, S, H]`` (inputs are zeros)."""
+    steps = self.level_lengths[0]
+    zeros = jnp.zeros((z.shape[0], steps, 1), z.dtype)
+    out, _ = lstm.run_stack(self.params["layers"], zeros, None,
+                            keep_prob=self.settings.keep_prob, key=dropout_key,
+                            initial=self._conductor_init(z), remat=self.settings.remat,
+                            residual=self.settings.residual)
+    return out
+
+  def teacher(self, z, inputs, aux, lengths, dropout_key):
+    if self.autoregressive:
+      select = jnp.zeros(inputs.shape[:2], bool)
+      res = self.stepwise(z, inputs, aux, select, inputs[:, 0], None, dropout_key, None,
+                          teacher_forced=True, lengths=lengths)
+      return res["logits"], None
+    batch, (s, l) = z.shape[0], self.level_lengths
+    k_cond, k_core = (None, None) if dropout_key is None else jax.random.split(dropout_key)
+    emb = self.conductor_embeddings(z, k_cond).reshape(batch * s, -1)
+    seg_len = None if lengths is None else encoders.segment_lengths(lengths, s, l).reshape(-1)
+    logits, _ = self.core.teacher(emb, inputs.reshape(batch * s, l, -1),
+                                  aux.reshape(batch * s, l, -1), seg_len, k_core)
+    return logits.reshape(batch, s * l, -1), None
+
+  def stepwise(self, z, inputs, aux, select, start, sample_key, dropout_key, temperature,
+               end_token=None, *, teacher_forced: bool = False, lengths: Array | None = None):
+    """Segment by segment (a scan over segments); each segment starts from the previous
+    segment's last sample (its last target under teacher forcing)."""
+    if end_token is not None:
+      raise ValueError("hierarchical decoders need a fixed length (no end token)")
+    batch, (s, l) = z.shape[0], self.level_lengths
+    st = self.settings
+    layers = self.params["layers"]
+    has_dropout = dropout_key is not None   # else the keys below are never used
+    k_core = dropout_key if has_dropout else jax.random.PRNGKey(0)
+    sample_keys = _step_keys(sample_key, s)
+    seg_len = (jnp.full((batch, s), l, jnp.int32) if lengths is None
+               else encoders.segment_lengths(lengths, s, l))
+    feedback0 = jnp.zeros((batch, 1), z.dtype)
+    if self.autoregressive:
+      feedback0 = jnp.zeros((batch, self._core_state_size()), z.dtype)
+
+    def body(carry, xs):
+      cstate, feedback, prev = carry
+      seg_in, seg_aux, seg_sel, seg_len_i, skey, dkey = xs
+      x = jnp.concatenate([feedback, z], -1) if self.autoregressive else feedback
+      ckey, core_key = jax.random.split(dkey)
+      cstate, emb = lstm.stack_step(layers, cstate, x, st.keep_prob,
+                                    ckey if has_dropout else None, st.residual)
+      core_dkey = core_key if has_dropout else None
+      if teacher_forced:
+        logits, final = self.core.teacher(emb, seg_in, seg_aux, seg_len_i, core_dkey)
+        smp = seg_in
+      else:
+        res = self.core.stepwise(emb, seg_in, seg_aux, seg_sel, prev, skey, core_dkey,
+                                 temperature)
+        logits, smp, final = res["logits"], res["samples"], res["final_state"]
+      fb = flat_state(final) if self.autoregressive else jnp.zeros_like(feedback)
+      return (cstate, fb, smp[:, -1]), (logits, smp)
+
+    xs = (self._segments(inputs), self._segments(aux), self._segments(select), seg_len.T,
+          sample_keys, jax.random.split(k_core, s))
+    init = (self._conductor_init(z), feedback0, start)
+    _, (logits, samples) = lstm.scan(body, init, xs, False)
+    return {"logits": self._unsegment(logits), "samples": self._unsegment(samples),
+            "lengths": jnp.full((batch,), s * l, jnp.int32)}
+
+  def _core_state_size(self) -> int:
+    cores = self.core.cores if isinstance(self.core, SplitDecoder) else [self.core]
+    return sum(sum(lstm.state_sizes(c.params["layers"])) for c in cores)
+
+
+class ConductorParams(nn.Module):
+  """``decoder/hierarchical_level_0``: ``cell_{l}/lstm_cell`` and ``initial_state``."""
+  settings: DecoderSettings
+  input_size: int
+  z_size: int
+
+  @nn.compact
+  def __call__(self) -> dict:
+    s, in_size, layers = self.settings, self.input_size, []
+    for l, size in enumerate(s.sizes):
+      project = l == 0 or size != s.sizes[l - 1]
+      layers.append(lstm.LayerCell(size, s.residual, project, name=f"cell_{l}")(in_size))
+      in_size = size
+    init = DenseParams(self.z_size, sum(lstm.state_sizes(layers)), STATE_INIT,
+                       name="initial_state")()
+    return {"layers": layers, "initial_state": init}

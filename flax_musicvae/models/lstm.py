@@ -1,0 +1,207 @@
+"""Magenta's LSTMBlockCell stacks as linen parameter modules plus pure scan functions.
+
+Modules only *declare* variables, named so that the Flax path mirrors the TF scope
+(``cell_{l}/lstm_cell/{kernel,bias}``, see ``tf_names.py``). The recurrences are pure
+functions of those arrays run with ``jax.lax.scan`` (optionally ``jax.checkpoint``-ed per
+step), so one set of parameters serves the batched teacher-forced path, the step-wise
+sampling path and nested (hierarchical) scans alike.
+
+Cell math (reference notes §1.3): ``[i, j, f, o] = [x, h] @ kernel + bias``,
+``c' = σ(f + 1) c + σ(i) tanh(j)``, ``h' = σ(o) tanh(c')``; state ``(c, h)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+LayerParams = dict[str, Array]
+State = tuple[tuple[Array, Array], ...]   # ((c0, h0), (c1, h1), ...)
+
+FORGET_BIAS = 1.0
+
+
+class LSTMBlockCell(nn.Module):
+  """Declares one LSTMBlockCell: ``kernel [input + units, 4 units]`` and ``bias [4 units]``."""
+  features: int
+
+  @nn.compact
+  def __call__(self, input_size: int) -> LayerParams:
+    kernel = self.param("kernel", nn.initializers.glorot_uniform(),
+                        (input_size + self.features, 4 * self.features))
+    bias = self.param("bias", nn.initializers.zeros, (4 * self.features,))
+    return {"kernel": kernel, "bias": bias}
+
+
+class LayerCell(nn.Module):
+  """One stacked layer: the LSTM and, in residual mode, Magenta's input projection."""
+  features: int
+  residual: bool = False
+  project_input: bool = False
+
+  @nn.compact
+  def __call__(self, input_size: int) -> LayerParams:
+    params = {}
+    if self.residual and self.project_input:
+      params["proj_kernel"] = self.param(
+          "input_projection_kernel", nn.initializers.glorot_uniform(),
+          (input_size, self.features))
+      params["proj_bias"] = self.param(
+          "input_projection_bias", nn.initializers.zeros, (self.features,))
+      input_size = self.features
+    params.update(LSTMBlockCell(self.features, name="lstm_cell")(input_size))
+    return params
+
+
+class LSTMStack(nn.Module):
+  """``MultiRNNCell`` of LSTMBlockCells, layers named ``cell_{l}`` (TF order)."""
+  sizes: Sequence[int]
+  residual: bool = False
+
+  @nn.compact
+  def __call__(self, input_size: int) -> list[LayerParams]:
+    layers = []
+    for l, size in enumerate(self.sizes):
+      project = l == 0 or size != self.sizes[l - 1]
+      layers.append(LayerCell(size, self.residual, project, name=f"cell_{l}")(input_size))
+      input_size = size
+    return layers
+
+
+def units(layer: LayerParams) -> int:
+  return layer["bias"].shape[0] // 4
+
+
+def state_sizes(layers: Sequence[LayerParams]) -> list[int]:
+  """Flattened state sizes in ``tf.nest.flatten`` order: c0, h0, c1, h1, ..."""
+  return [units(p) for p in layers for _ in (0, 1)]
+
+
+def split_state(flat: Array, layers: Sequence[LayerParams]) -> State:
+  """Splits ``[B, sum(state sizes)]`` into ``((c0, h0), (c1, h1), ...)``."""
+  parts = jnp.split(flat, list(itertools.accumulate(state_sizes(layers)))[:-1], axis=-1)
+  return tuple((parts[2 * i], parts[2 * i + 1]) for i in range(len(layers)))
+
+
+def zero_state(layers: Sequence[LayerParams], batch: int, dtype=jnp.float32) -> State:
+  return tuple((jnp.zeros((batch, units(p)), dtype), jnp.zeros((batch, units(p)), dtype))
+               for p in layers)
+
+
+def _gates_to_state(gates: Array, c: Array) -> tuple[Array, Array]:
+  i, j, f, o = jnp.split(gates, 4, axis=-1)
+  c = jax.nn.sigmoid(f + FORGET_BIAS) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
+  return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+
+def input_dropout(x: Array, keep_prob: float, key: Array | None) -> Array:
+  """``DropoutWrapper(input_keep_prob)``: identity when ``key`` is None or keep_prob == 1."""
+  if key is None or keep_prob >= 1.0:
+    return x
+  keep = jax.random.bernoulli(key, keep_prob, x.shape)
+  return jnp.where(keep, x / keep_prob, 0.0).astype(x.dtype)
+
+
+def layer_step(p: LayerParams, carry: tuple[Array, Array], x: Array, residual: bool = False
+               ) -> tuple[tuple[Array, Array], Array]:
+  """One time step of one (already dropped-out) layer; returns ``((c, h), output)``."""
+  if "proj_kernel" in p:
+    x = x @ p["proj_kernel"] + p["proj_bias"]
+  c, h = carry
+  gates = jnp.concatenate([x, h.astype(x.dtype)], -1) @ p["kernel"].astype(x.dtype)
+  c, h = _gates_to_state(gates + p["bias"], c)
+  return (c, h), (h + x if residual else h)
+
+
+def stack_step(layers: Sequence[LayerParams], state: State, x: Array, keep_prob: float,
+               key: Array | None, residual: bool = False) -> tuple[State, Array]:
+  """One step through all layers (input dropout on each layer's input)."""
+  keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
+  new_state = []
+  for p, carry, k in zip(layers, state, keys):
+    carry, x = layer_step(p, carry, input_dropout(x, keep_prob, k), residual)
+    new_state.append(carry)
+  return tuple(new_state), x
+
+
+def scan(body: Callable, carry: Any, xs: Any, remat: bool) -> tuple[Any, Any]:
+  """``lax.scan`` over axis 0 of ``xs``; ``remat`` recomputes each step in the backward pass."""
+  if remat:
+    body = jax.checkpoint(body, prevent_cse=False)
+  return jax.lax.scan(body, carry, xs)
+
+
+def time_major(x: Array) -> Array:
+  return jnp.swapaxes(x, 0, 1)
+
+
+def step_mask(lengths: Array | None, steps: int, batch: int) -> Array:
+  """``[T, B]`` bool: step t is valid for example b (all valid when lengths is None)."""
+  if lengths is None:
+    return jnp.ones((steps, batch), bool)
+  return jnp.arange(steps)[:, None] < lengths[None, :]
+
+
+def run_layer(p: LayerParams, xs: Array, lengths: Array | None, *, keep_prob: float = 1.0,
+              key: Array | None = None, initial: tuple[Array, Array] | None = None,
+              remat: bool = False, residual: bool = False
+              ) -> tuple[Array, tuple[Array, Array]]:
+  """Runs one layer over ``xs [B, T, D]`` like ``dynamic_rnn``.
+
+  Past an example's length the state is frozen and the output is zero. The input
+  projection ``x @ kernel[:D]`` is computed for all steps at once outside the scan.
+  """
+  batch, steps, depth = xs.shape
+  xs = input_dropout(xs, keep_prob, key)
+  if "proj_kernel" in p:
+    xs = xs @ p["proj_kernel"] + p["proj_bias"]
+    depth = xs.shape[-1]
+  kernel = p["kernel"].astype(xs.dtype)
+  x_proj = xs @ kernel[:depth] + p["bias"]
+  w_h = kernel[depth:]
+  if initial is None:
+    initial = (jnp.zeros((batch, units(p)), xs.dtype), jnp.zeros((batch, units(p)), xs.dtype))
+  valid = step_mask(lengths, steps, batch)[..., None]
+
+  def body(carry, inp):
+    xp, x, ok = inp
+    c, h = _gates_to_state(xp + h_matmul(carry[1], w_h), carry[0])
+    out = h + x if residual else h
+    new = (jnp.where(ok, c, carry[0]), jnp.where(ok, h, carry[1]))
+    return new, jnp.where(ok, out, 0.0)
+
+  final, out = scan(body, initial, (time_major(x_proj), time_major(xs), valid), remat)
+  return time_major(out), final
+
+
+def h_matmul(h: Array, w_h: Array) -> Array:
+  return h.astype(w_h.dtype) @ w_h
+
+
+def reverse_valid(xs: Array, lengths: Array | None) -> Array:
+  """``tf.reverse_sequence``: reverses the first ``length`` steps, keeps the rest."""
+  steps = xs.shape[1]
+  if lengths is None:
+    return xs[:, ::-1]
+  t = jnp.arange(steps)[None, :]
+  idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+  return jnp.take_along_axis(xs, idx[..., None], axis=1)
+
+
+def run_stack(layers: Sequence[LayerParams], xs: Array, lengths: Array | None, *,
+              keep_prob: float = 1.0, key: Array | None = None, initial: State | None = None,
+              remat: bool = False, residual: bool = False) -> tuple[Array, State]:
+  """Layer-by-layer run of a stack on a known input sequence (teacher forcing)."""
+  keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
+  finals = []
+  for l, (p, k) in enumerate(zip(layers, keys)):
+    init = None if initial is None else initial[l]
+    xs, final = run_layer(p, xs, lengths, keep_prob=keep_prob, key=k, initial=init,
+                          remat=remat, residual=residual)
+    finals.append(final)
+  return xs, tuple(finals)

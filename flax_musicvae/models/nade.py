@@ -1,0 +1,61 @@
+"""NADE with external biases (Magenta's ``magenta.common.Nade``), as pure functions."""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def _safe_log(x: Array) -> Array:
+  return jnp.log(1e-6 + x)
+
+
+class NadeParams(nn.Module):
+  """Declares ``w_enc [D, 1, H]`` and ``w_dec_t [D, H, 1]`` (truncated normal, std 1/sqrt(D))."""
+  num_dims: int
+  num_hidden: int
+
+  @nn.compact
+  def __call__(self) -> dict[str, Array]:
+    init = nn.initializers.truncated_normal(1.0 / math.sqrt(self.num_dims))
+    return {"w_enc": self.param("w_enc", init, (self.num_dims, 1, self.num_hidden)),
+            "w_dec_t": self.param("w_dec_t", init, (self.num_dims, self.num_hidden, 1))}
+
+
+def log_prob(p: dict[str, Array], x: Array, b_enc: Array, b_dec: Array
+             ) -> tuple[Array, Array]:
+  """``log p(x)`` ``[N]`` and conditionals ``p(x_i = 1 | x_<i)`` ``[N, D]`` for ``x [N, D]``."""
+  def body(a, inp):
+    v, w_enc, w_dec, b = inp
+    cond = jax.nn.sigmoid(b + jax.nn.sigmoid(a) @ w_dec[:, 0])
+    lp = v * _safe_log(cond) + (1 - v) * _safe_log(1 - cond)
+    return a + v[:, None] * w_enc[0], (lp, cond)
+
+  xs = (x.T, p["w_enc"], p["w_dec_t"], b_dec.T)
+  _, (lp, cond) = jax.lax.scan(body, b_enc, xs)
+  return lp.sum(0), cond.T
+
+
+def sample(p: dict[str, Array], b_enc: Array, b_dec: Array, key: Array | None,
+           temperature: float | None) -> Array:
+  """Sequential Bernoulli draws; ``temperature=None`` thresholds at 0.5 (Magenta)."""
+  num_dims = b_dec.shape[-1]
+  keys = (jnp.zeros((num_dims, 2), jnp.uint32) if key is None
+          else jax.random.split(key, num_dims))
+
+  def body(a, inp):
+    w_enc, w_dec, b, k = inp
+    logit = b + jax.nn.sigmoid(a) @ w_dec[:, 0]
+    if temperature is None:
+      v = (jax.nn.sigmoid(logit) >= 0.5).astype(a.dtype)
+    else:
+      v = jax.random.bernoulli(k, jax.nn.sigmoid(logit / temperature)).astype(a.dtype)
+    return a + v[:, None] * w_enc[0], v
+
+  _, v = jax.lax.scan(body, b_enc, (p["w_enc"], p["w_dec_t"], b_dec.T, keys))
+  return v.T
