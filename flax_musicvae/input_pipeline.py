@@ -24,6 +24,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from flax_musicvae import config_lib
+
 Batch = dict[str, np.ndarray]
 FIELDS = ("inputs", "outputs", "controls", "lengths")
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -37,14 +39,7 @@ def resolve_path(path: str) -> pathlib.Path:
 
 def build_converter(data_cfg: ml_collections.ConfigDict):
   """The converter named by ``data.converter``, built with ``data.converter_kwargs``."""
-  from flax_musicvae import data as data_lib  # pylint: disable=g-import-not-at-top
-  kwargs = data_cfg.converter_kwargs.to_dict()
-  if hasattr(data_lib, "build_converter"):
-    return data_lib.build_converter(data_cfg.converter, **kwargs)
-  if data_cfg.converter == "groove":
-    from flax_musicvae.data import groove  # pylint: disable=g-import-not-at-top
-    return groove.GrooveConverter(**kwargs)
-  raise ValueError(f"unknown data.converter {data_cfg.converter!r}")
+  return config_lib.make_converter(data_cfg)
 
 
 def load_split(config: ml_collections.ConfigDict, split: str) -> Batch:

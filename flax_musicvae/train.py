@@ -190,7 +190,7 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx: optax.Gradient
 
   def step_fn(state: TrainState, batch: Batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    sp = schedules.sampling_probability(state.step, config.model, True)
+    sp = schedules.sampling_probability(state.step, config.model, True)  # 0.0: teacher forcing
 
     def loss_fn(params):
       outputs = _apply(model, params, batch, rng, train=True, sampling_probability=sp,
@@ -225,19 +225,22 @@ def eval_passes(config: ml_collections.ConfigDict, step: int) -> tuple[dict[str,
 
 
 def make_eval_step(config: ml_collections.ConfigDict, model, mesh: jax.sharding.Mesh):
-  """``(params, batch, rng, step, sampling_probability) -> metrics`` (train=False)."""
+  """``(params, batch, rng, step, sampling_probability) -> metrics`` (train=False).
+
+  ``sampling_probability`` is a static Python float (0.0: the teacher-forced graph).
+  """
   _, _, losses = _models()
   replicated, batch_sharding = _shardings(mesh)
   dtype = jnp.dtype(config.train.compute_dtype)
 
-  def eval_fn(params, batch, rng, step, sp):
+  def eval_fn(params, batch, rng, step, sp: float):
     outputs = _apply(model, params, batch, rng, train=False, sampling_probability=sp,
                      compute_dtype=dtype)
     loss, metrics = losses.compute_loss(outputs, batch, step, config.model)
     return dict(metrics, loss=loss)
 
-  return jax.jit(eval_fn, in_shardings=(replicated, batch_sharding, replicated, replicated,
-                                        replicated), out_shardings=replicated)
+  return jax.jit(eval_fn, in_shardings=(replicated, batch_sharding, replicated, replicated),
+                 out_shardings=replicated, static_argnums=4)
 
 
 def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: int,
@@ -250,7 +253,7 @@ def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: 
   for i, batch in enumerate(batches):
     rng = jax.random.fold_in(base_rng, i)
     for name, sp in passes.items():
-      for k, v in eval_step(params, batch, rng, jnp.int32(step), jnp.float32(sp)).items():
+      for k, v in eval_step(params, batch, rng, jnp.int32(step), sp).items():
         key = f"{name}/{k}"
         sums[key] = sums[key] + v if key in sums else v
     count += 1

@@ -1,0 +1,201 @@
+"""Training loop: exact resume, warm start, eval mode, checkpoint on interrupt,
+8-device == 1-device data parallelism, TensorBoard event files, and a real-data run."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from flax_musicvae import config_lib
+from flax_musicvae import train
+from tests.conftest import ROOT
+
+
+def load_config(name: str = "groove_4bar"):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def tiny_config(num_train_steps: int = 6, **train_overrides):
+  """groove_4bar at toy widths, batch 8, evaluating/checkpointing only at the end."""
+  c = config_lib.tiny(load_config(), rnn=16, z=8)
+  c.train.update(batch_size=8, num_train_steps=num_train_steps, log_every_steps=2,
+                 eval_every_steps=1000, checkpoint_every_steps=1000, checkpoints_to_keep=2)
+  c.train.update(train_overrides)
+  return c
+
+
+def groove_like(n: int, seed: int, steps: int = 64) -> dict[str, np.ndarray]:
+  """Random arrays shaped like GrooveConverter examples (hits | velocities | offsets)."""
+  rng = np.random.default_rng(seed)
+  hits = (rng.random((n, steps, 9)) < 0.2).astype(np.float32)
+  x = np.concatenate([hits, hits * rng.random(hits.shape), hits * rng.uniform(-1, 1, hits.shape)],
+                     -1).astype(np.float32)
+  return {"inputs": x, "outputs": x.copy(), "controls": np.zeros((n, steps, 0), np.float32),
+          "lengths": np.full(n, steps, np.int32)}
+
+
+TRAIN, EVAL = groove_like(24, seed=0), groove_like(8, seed=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Every run below compiles the same programs: share them through JAX's disk cache."""
+  old = (jax.config.jax_compilation_cache_dir,
+         jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  yield
+  jax.config.update("jax_compilation_cache_dir", old[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+
+
+def restored_state(config, workdir):
+  setup = train._setup(config, workdir, TRAIN)
+  try:
+    return train.restore_checkpoint(setup.manager, setup.state)
+  finally:
+    setup.manager.close()
+
+
+def assert_trees_equal(a, b):
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("straight")
+  result = train.train_and_evaluate(tiny_config(6), workdir, train_data=TRAIN, eval_data=EVAL)
+  return workdir, result
+
+
+def test_resume_continues_the_identical_run(straight_run, tmp_path):
+  workdir, _ = straight_run
+  train.train_and_evaluate(tiny_config(3), tmp_path, train_data=TRAIN, eval_data=EVAL)
+  train.train_and_evaluate(tiny_config(6), tmp_path, train_data=TRAIN, eval_data=EVAL)
+  resumed, straight = restored_state(tiny_config(6), tmp_path), restored_state(
+      tiny_config(6), workdir)
+  assert int(resumed.step) == int(straight.step) == 6
+  assert_trees_equal(resumed, straight)  # params, both Adam moments, step counts, rng
+
+
+def test_workdir_contents(straight_run):
+  workdir, result = straight_run
+  assert json.loads((workdir / "config.json").read_text())["model"]["decoder"] == "groove"
+  lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines if l["split"] == "train"] == [2, 4, 6]
+  last_eval = [l for l in lines if l["split"] == "eval"][-1]
+  assert last_eval["step"] == 6 and last_eval["loss"] == pytest.approx(result["eval"]["loss"])
+  for key in ("r_loss", "kl_loss", "kl_bits", "beta", "teacher_forced/accuracy",
+              "free_running/accuracy"):
+    assert np.isfinite(last_eval[key]), key
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["6"]
+  assert list((workdir / "tensorboard" / "train").glob("events.out.tfevents.*"))
+
+
+def test_keeps_the_last_n_checkpoints(tmp_path):
+  config = tiny_config(6, checkpoint_every_steps=1, checkpoints_to_keep=2)
+  train.train_and_evaluate(config, tmp_path, train_data=TRAIN, eval_data=EVAL)
+  steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps == [5, 6]
+
+
+def test_eval_mode_reproduces_final_evaluation(straight_run):
+  workdir, result = straight_run
+  metrics = train.evaluate(tiny_config(6), workdir, eval_data=EVAL)
+  assert metrics == pytest.approx(result["eval"], rel=1e-6)
+  assert metrics["teacher_forced/accuracy"] != metrics["free_running/accuracy"]
+
+
+def test_warm_start_takes_params_only(straight_run, tmp_path):
+  workdir, _ = straight_run
+  # LR 0: the warm-started run's parameters can only be the other run's.
+  config = tiny_config(1, warm_start_from=str(workdir), learning_rate=0.0, min_learning_rate=0.0)
+  train.train_and_evaluate(config, tmp_path, train_data=TRAIN, eval_data=EVAL)
+  source, warm = restored_state(tiny_config(6), workdir), restored_state(config, tmp_path)
+  assert_trees_equal(warm.params, source.params)
+  assert int(warm.step) == 1 and int(warm.opt_state[1].count) == 1  # fresh optimiser
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    train.load_params(tmp_path / "nowhere", warm.params)
+
+
+def test_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
+  write = train.MetricWriter.write
+
+  def interrupt_at_step_4(self, split, step, metrics):
+    write(self, split, step, metrics)
+    if step == 4:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(train.MetricWriter, "write", interrupt_at_step_4)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(tiny_config(6), tmp_path, train_data=TRAIN, eval_data=EVAL)
+  assert (tmp_path / "checkpoints" / "4").is_dir()
+
+
+def test_too_little_data_is_a_clear_error(tmp_path):
+  with pytest.raises(ValueError, match="training split has 5 examples, fewer than one batch"):
+    train.train_and_evaluate(tiny_config(), tmp_path, train_data=groove_like(5, 0),
+                             eval_data=EVAL)
+
+
+@pytest.mark.tf
+def test_tensorboard_events_readable_by_tensorflow(tmp_path):
+  tf = pytest.importorskip("tensorflow")
+  writer = train.MetricWriter(tmp_path)
+  writer.write("eval", 7, {"loss": 1.5, "free_running/accuracy": 0.25})
+  writer.close()
+  (path,) = (tmp_path / "tensorboard" / "eval").glob("events.out.tfevents.*")
+  events = list(tf.compat.v1.train.summary_iterator(str(path)))
+  assert events[0].file_version == "brain.Event:2"
+  assert events[1].step == 7
+  assert {v.tag: v.simple_value for v in events[1].summary.value} == {
+      "loss": 1.5, "free_running/accuracy": 0.25}
+
+
+_DEVICES_WORKER = textwrap.dedent("""
+    import jax, numpy as np
+    from flax_musicvae import input_pipeline, optim, train
+    from tests import test_train as t
+    assert jax.device_count() == 8, jax.devices()
+    config = t.tiny_config()
+    data = t.groove_like(24, seed=0)
+    results = {}
+    for n in (1, 8):
+      mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:n]), ("data",))
+      model = train._models()[0].build_model(config)
+      tx = optim.create_optimizer(config.train)
+      state = train.init_train_state(config, model, tx, data, mesh)
+      step = train.make_train_step(config, model, tx, mesh)
+      sharding = train._shardings(mesh)[1]
+      losses = []
+      for batch in input_pipeline.train_batches(data, 8, seed=0):
+        state, metrics = step(state, input_pipeline.shard_batch(batch, sharding))
+        losses.append(float(metrics["loss"]))
+        if len(losses) == 3:
+          break
+      results[n] = (losses, jax.device_get(state.params))
+    np.testing.assert_allclose(results[1][0], results[8][0], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 results[1][1], results[8][1])
+    assert results[1][0][0] != results[1][0][2]
+    print("OK", results[1][0], results[8][0])
+""")
+
+
+def test_eight_devices_match_one_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _DEVICES_WORKER], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+  assert "OK" in proc.stdout
