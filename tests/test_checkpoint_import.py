@@ -1,10 +1,24 @@
 """Importing Magenta TF1 checkpoints into Flax params, and exporting them back."""
 
+import json
+import subprocess
+import sys
+import tarfile
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from flax_musicvae.checkpoints import magenta_import as mi
+from flax_musicvae.checkpoints import magentajs
 from flax_musicvae.checkpoints import tensor_bundle as tb
+from flax_musicvae.models import vae
+
+from conftest import ROOT
+from test_models_parity import GOLDEN, load_config
+
+GOLDEN_CONFIGS = sorted(GOLDEN)
 
 
 def _golden_weights(golden_dir, config):
@@ -49,3 +63,117 @@ def test_mismatch_lists_missing_unexpected_and_misshaped(golden_dir):
   assert "decoder/output_projection/bias: checkpoint [27], model [512]" in message
   assert "decoder/multi_rnn_cell/cell_0/lstm_cell/kernel: checkpoint [75, 128], model [560, 128]" \
       in message
+
+
+def _small_sizes(golden_dir, name):
+  """The reduced sizes the golden checkpoints were made with (meta.json hparams)."""
+  hp = json.loads((golden_dir / name / "meta.json").read_text())["hparams"]
+  return {"z_size": hp["z_size"], "enc_rnn_size": tuple(hp["enc_rnn_size"]),
+          "dec_rnn_size": tuple(hp["dec_rnn_size"])}
+
+
+def _golden_config(golden_dir, name):
+  """Our config file for a golden folder, at the golden's small sizes."""
+  config = load_config(GOLDEN[name])
+  config.model.update(_small_sizes(golden_dir, name))
+  return config
+
+
+@pytest.mark.parametrize("name", GOLDEN_CONFIGS)
+def test_imported_golden_checkpoint_reproduces_magenta(golden_dir, name):
+  config = _golden_config(golden_dir, name)
+  params, step = mi.import_params(golden_dir / name, config)
+  assert step == 0
+  golden = np.load(golden_dir / name / "golden.npz")
+  model = vae.build_model(config)
+  batch = {"inputs": golden["enc_inputs"], "outputs": golden["x_target"],
+           "lengths": golden["enc_lengths"]}
+  mu, sigma = model.apply({"params": params}, batch, method=vae.MusicVAE.encode)
+  np.testing.assert_allclose(mu, golden["mu"], atol=1e-5)
+  np.testing.assert_allclose(sigma, golden["sigma"], atol=1e-5)
+  logits = model.apply({"params": params}, jnp.asarray(golden["z_given"]), batch,
+                       method=vae.MusicVAE.decode)
+  np.testing.assert_allclose(logits, golden["tf_rnn_output"], atol=1e-5)
+  greedy = model.apply({"params": params}, jnp.asarray(golden["z_given"]), temperature=None,
+                       method=vae.MusicVAE.sample, rngs={"sample": jax.random.PRNGKey(0)})
+  np.testing.assert_allclose(greedy["logits"], golden["greedy_rnn_output"], atol=1e-5)
+  # One-hots / hits are 0 or 1, so any wrong choice fails; groove velocities/offsets are values.
+  np.testing.assert_allclose(greedy["outputs"], golden["greedy_samples"], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", GOLDEN_CONFIGS)
+def test_export_round_trips_to_identical_checkpoint(golden_dir, tmp_path, name):
+  params, step = mi.import_params(golden_dir / name, _golden_config(golden_dir, name))
+  prefix = mi.export_tf_checkpoint(params, tmp_path / "model.ckpt", global_step=step)
+  for suffix in (".index", ".data-00000-of-00001"):  # same names, values, order: same bytes
+    assert (tmp_path / f"model.ckpt{suffix}").read_bytes() == (
+        golden_dir / name / f"model.ckpt{suffix}").read_bytes()
+  assert tb.read_checkpoint(prefix)["global_step"] == step
+
+
+def test_import_with_wrong_config_lists_differences(golden_dir):
+  config = _golden_config(golden_dir, "cat-drums_2bar_small")
+  config.model.dec_rnn_size = (32, 32, 32)
+  with pytest.raises(mi.CheckpointMismatchError) as err:
+    mi.import_params(golden_dir / "cat-drums_2bar_small", config)
+  message = str(err.value)
+  assert "do not match config cat-drums_2bar_small" in message
+  assert "missing (2):" in message and "decoder/multi_rnn_cell/cell_2/lstm_cell/kernel" in message
+  assert "decoder/z_to_initial_state/kernel: checkpoint [16, 128], model [16, 192]" in message
+
+
+def _params_equal(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_workdir_is_readable_by_the_training_program(golden_dir, tmp_path):
+  from flax_musicvae import import_checkpoint, optim, train
+  config = _golden_config(golden_dir, "groovae_4bar")
+  params, _ = mi.import_params(golden_dir / "groovae_4bar", config)
+  folder = import_checkpoint.save_to_workdir(params, 1234, config, tmp_path)
+  assert folder == tmp_path / "checkpoints" / "1234"
+  assert json.loads((tmp_path / "config.json").read_text())["name"] == "groovae_4bar"
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  _params_equal(train.load_params(tmp_path, zeros), params)  # warm start
+  tx = optim.create_optimizer(config.train)
+  template = train.TrainState(jnp.zeros([], jnp.int32), zeros, tx.init(zeros),
+                              jax.random.PRNGKey(0))
+  with train.checkpoint_manager(tmp_path, config) as manager:  # resume / evaluate
+    state = train.restore_checkpoint(manager, template)
+  assert int(state.step) == 1234
+  _params_equal(state.params, params)
+  with pytest.raises(FileExistsError):
+    import_checkpoint.save_to_workdir(params, 1234, config, tmp_path)
+
+
+def test_parse_substitutions():
+  from flax_musicvae import import_checkpoint
+  assert import_checkpoint.parse_substitutions(["^old/(.*)=new/\\1", "a=b=c"]) == [
+      ("^old/(.*)", "new/\\1"), ("a", "b=c")]
+  with pytest.raises(Exception, match="PATTERN=REPLACEMENT"):
+    import_checkpoint.parse_substitutions(["no_separator"])
+
+
+def test_cli_imports_a_tar_bundle(golden_dir, tmp_path):
+  name = "cat-drums_2bar_small"
+  bundle = tmp_path / f"{name}.tar"
+  with tarfile.open(bundle, "w") as tar:
+    for suffix in (".index", ".data-00000-of-00001"):
+      tar.add(golden_dir / name / f"model.ckpt{suffix}", arcname=f"{name}.ckpt{suffix}")
+  sizes = [f"--config.model.{k}={v}" for k, v in _small_sizes(golden_dir, name).items()]
+  result = subprocess.run(
+      [sys.executable, "-m", "flax_musicvae.import_checkpoint",
+       f"--config=configs/{GOLDEN[name]}.py", *sizes, f"--checkpoint={bundle}",
+       f"--workdir={tmp_path}/work", f"--magentajs_dir={tmp_path}/js"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  from flax_musicvae import train
+  params, _ = mi.import_params(bundle, _golden_config(golden_dir, name))
+  _params_equal(train.load_params(tmp_path / "work", jax.tree.map(jnp.zeros_like, params)),
+                params)
+  js_weights, spec = magentajs.read_folder(tmp_path / "js")
+  assert spec["dataConverter"]["type"] == "DrumsConverter"
+  for tf_name, value in mi.tf_weights(params).items():
+    np.testing.assert_array_equal(js_weights[tf_name], value)

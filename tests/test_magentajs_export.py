@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -140,3 +141,48 @@ def test_magentajs_in_node_reproduces_golden(golden_dir, tmp_path, config, conve
     np.testing.assert_allclose(samples[..., 9:], want[..., 9:], atol=1e-5)
   else:
     np.testing.assert_array_equal(samples, want)
+
+
+def test_unsupported_architecture_is_refused(golden_dir, tmp_path):
+  weights = tb.read_checkpoint(golden_dir / "hierdec-mel_16bar")  # 2-layer flat encoder
+  with pytest.raises(ValueError, match="single-layer bidirectional encoders only"):
+    magentajs.write_folder(tmp_path, weights, SPEC)
+
+
+def test_spec_for_converters():
+  from flax_musicvae.data import drums, groove, melody, trio
+  hier = ml_collections.ConfigDict({"max_seq_len": 256, "decoder": "hierarchical",
+                                    "level_lengths": (16, 16)})
+  flat = ml_collections.ConfigDict({"max_seq_len": 64, "decoder": "groove"})
+  reduced = [list(c) for c in drums.REDUCED_DRUM_PITCH_CLASSES]
+  assert magentajs.spec_for(melody.OneHotMelodyConverter(), hier) == {
+      "type": "MusicVAE", "useBooleanDecoder": False, "conditionOnKey": False,
+      "dataConverter": {"type": "MelodyConverter", "args": {
+          "numSteps": 256, "numSegments": 16, "minPitch": 21, "maxPitch": 108}}}
+  chords = magentajs.spec_for(melody.OneHotMelodyConverter(chord_encoding="triad"), hier)
+  assert chords["chordEncoder"] == "TriadChordEncoder"
+  assert magentajs.spec_for(trio.TrioConverter(), hier)["dataConverter"] == {
+      "type": "TrioConverter", "args": {
+          "numSteps": 256, "numSegments": 16, "melArgs": {"minPitch": 21, "maxPitch": 108},
+          "bassArgs": {"minPitch": 21, "maxPitch": 108}, "drumsArgs": {"pitchClasses": reduced}}}
+  assert magentajs.spec_for(drums.DrumsConverter(roll_input=True), flat)["dataConverter"] == {
+      "type": "DrumsConverter", "args": {"numSteps": 64, "pitchClasses": reduced}}
+  full = drums.DrumsConverter(roll_input=True, roll_output=True,
+                              pitch_classes=drums.FULL_DRUM_PITCH_CLASSES)
+  converter = magentajs.spec_for(full, flat)["dataConverter"]
+  assert converter["type"] == "DrumRollConverter"
+  assert converter["args"]["pitchClasses"] == [[p] for (p,) in drums.FULL_DRUM_PITCH_CLASSES]
+  groovae = groove.GrooveConverter(
+      split_bars=4, pitch_classes=groove.ROLAND_DRUM_PITCH_CLASSES,
+      inference_pitch_classes=groove.REDUCED_DRUM_PITCH_CLASSES)
+  assert magentajs.spec_for(groovae, flat)["dataConverter"] == {
+      "type": "GrooveConverter", "args": {"numSteps": 64, "stepsPerQuarter": 4,
+                                          "humanize": False, "tapify": False,
+                                          "pitchClasses": reduced}}
+  tap = groove.GrooveConverter(split_bars=2, tapify=True, fixed_velocities=True)
+  assert magentajs.spec_for(tap, flat)["dataConverter"]["args"]["tapify"] is True
+  for bad in (groove.GrooveConverter(tapify=True), groove.GrooveConverter(hits_as_controls=True)):
+    with pytest.raises(ValueError, match="magenta.js"):
+      magentajs.spec_for(bad, flat)
+  with pytest.raises(ValueError, match="no magenta.js data converter"):
+    magentajs.spec_for(object(), flat)

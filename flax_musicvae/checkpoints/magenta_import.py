@@ -75,3 +75,44 @@ def match_variables(checkpoint: Mapping[str, np.ndarray],
         lines += [f"    {item}" for item in items]
     raise CheckpointMismatchError("\n".join(lines))
   return found
+
+
+def expected_tf_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
+  """Magenta variable name -> shape of every parameter of the model for ``config``."""
+  from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
+  return {tf_names.tf_name(p): s for p, s in tf_names.param_shapes(config).items()}
+
+
+def import_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict,
+                  var_name_substitutions: Substitutions = ()) -> tuple[Any, int]:
+  """(Flax params, global_step) from a Magenta checkpoint (prefix, directory or ``.tar``)."""
+  from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
+  tensors = tensor_bundle.read_checkpoint(checkpoint, skip_strings=True)
+  weights = match_variables(tensors, expected_tf_shapes(config), var_name_substitutions,
+                            what=f"config {config.get('name') or '(unnamed)'}")
+  step = int(tensors["global_step"]) if "global_step" in tensors else 0
+  return tf_names.params_from_tf_weights(weights, config), step
+
+
+def tf_weights(params: Any) -> dict[str, np.ndarray]:
+  """Our params as ``{Magenta variable name: array}``."""
+  from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
+  return {tf_names.tf_name(p): np.asarray(v) for p, v in tf_names.flatten(params).items()}
+
+
+def export_tf_checkpoint(params: Any, prefix: str | os.PathLike, global_step: int = 0) -> str:
+  """A TF1 checkpoint with Magenta's names (+ ``global_step``) that ``TrainedModel`` loads.
+
+  Returns the checkpoint prefix; a ``checkpoint`` state file is written next to it.
+  """
+  weights = tf_weights(params)
+  weights["global_step"] = np.array(global_step, np.int64)
+  return tensor_bundle.write_checkpoint(prefix, weights)
+
+
+def export_magentajs(params: Any, config: ml_collections.ConfigDict,
+                     folder: str | os.PathLike) -> None:
+  """A magenta.js (@magenta/music) MusicVAE checkpoint folder for our params."""
+  from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
+  spec = magentajs.spec_for(config_lib.make_converter(config.data), config.model)
+  magentajs.write_folder(folder, tf_weights(params), spec)
