@@ -12,6 +12,7 @@ from note_seq import midi_io
 
 from flax_musicvae.data import converter as converter_lib
 from flax_musicvae.data import drums as drums_lib
+from flax_musicvae.data import groove as groove_lib
 from pipelines import convert_dir, note_sequence_io
 
 _SCORE_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -33,7 +34,7 @@ def _midi(num_notes: int = 16, *, channel: int = 9, tempos=((0, 120),),
   events.append((0, mido.MetaMessage("time_signature", numerator=time_signature[0],
                                      denominator=time_signature[1])))
   for i in range(num_notes):
-    pitch = 36 + (i * 7) % 12
+    pitch = (36, 42, 38, 46)[i % 4]  # kick, closed hi-hat, snare, open hi-hat
     events.append((i * ppq // 2, mido.Message("note_on", channel=channel, note=pitch,
                                               velocity=1 + i % 127)))
     events.append((i * ppq // 2 + ppq // 4, mido.Message("note_off", channel=channel,
@@ -234,3 +235,15 @@ def test_no_drums_at_the_representation_stage(converted):
   assert len(drums.to_tensors(by_name["beat.mid"])) >= 1
   assert len(drums.to_tensors(by_name["no_drums.mid"])) == 0
   assert len(drums.to_tensors(by_name["no_notes.mid"])) == 0
+
+
+def test_groove_representation_stage(converted):
+  """GrooVAE (2 bars) drops 3/4 and tempo-change files; like Magenta's GrooveConverter it
+  ignores is_drum, so drum pitches on a melodic channel still give examples."""
+  by_name = {ns.filename: ns for ns in converted[0]}
+  groove = groove_lib.GrooveConverter(split_bars=2)
+  assert len(groove.to_tensors(by_name["beat.mid"])) == 1
+  assert len(groove.to_tensors(by_name["three_four.mid"])) == 0
+  assert len(groove.to_tensors(by_name["tempo_changes.mid"])) == 0
+  assert len(groove.to_tensors(by_name["no_notes.mid"])) == 0
+  assert len(groove.to_tensors(by_name["no_drums.mid"])) == 1
