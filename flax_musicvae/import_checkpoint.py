@@ -1,7 +1,9 @@
-r"""Imports a Magenta TF1 MusicVAE / GrooVAE checkpoint (no TensorFlow needed).
+r"""Imports a Magenta TF1 MusicVAE / GrooVAE checkpoint, or exports ours (no TensorFlow needed).
 
   python -m flax_musicvae.import_checkpoint --config=configs/groove_4bar.py \
       --checkpoint=groovae_4bar.tar --workdir=/tmp/groovae_4bar
+  python -m flax_musicvae.import_checkpoint --config=configs/groove_4bar.py \
+      --workdir=/tmp/my_run --tf_checkpoint=/tmp/export/model.ckpt --magentajs_dir=/tmp/js
 
 ``--checkpoint`` is a checkpoint prefix (``.../model.ckpt-1234``), its directory or
 one of Magenta's published ``.tar`` bundles. The variables are checked against the
@@ -17,6 +19,11 @@ so ``python -m flax_musicvae.main --mode=eval --workdir=<workdir>`` evaluates th
 imported model, ``--mode=train`` fine-tunes it (fresh Adam moments, learning rate at
 ``global_step``), and ``--config.train.warm_start_from=<workdir>`` starts another run
 from its weights. ``--magentajs_dir`` also writes a @magenta/music checkpoint folder.
+
+Without ``--checkpoint`` it exports instead: the parameters of the latest checkpoint in
+``--workdir`` go to a TF1 checkpoint with Magenta's variable names and ``global_step``
+(``--tf_checkpoint``, restorable by Magenta's ``TrainedModel``) and/or a magenta.js
+folder (``--magentajs_dir``).
 """
 
 from __future__ import annotations
@@ -37,8 +44,12 @@ from flax_musicvae.checkpoints import magenta_import
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Model configuration file (configs/<name>.py).", lock_config=True)
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Magenta checkpoint: prefix, directory or .tar bundle.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir to write the imported checkpoint to.")
+    "checkpoint", None, "Magenta checkpoint to import: prefix, directory or .tar bundle. "
+    "Leave unset to export the latest checkpoint of --workdir.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Workdir to import into, or (without --checkpoint) to export from.")
+_TF_CHECKPOINT = flags.DEFINE_string(
+    "tf_checkpoint", None, "Export: TF1 checkpoint prefix to write (e.g. out/model.ckpt).")
 _SUBSTITUTIONS = flags.DEFINE_multi_string(
     "var_name_substitution", [],
     "PATTERN=REPLACEMENT, repeatable: Magenta's TrainedModel var_name_substitutions "
@@ -46,7 +57,7 @@ _SUBSTITUTIONS = flags.DEFINE_multi_string(
 _MAGENTAJS_DIR = flags.DEFINE_string(
     "magentajs_dir", None, "Also write a magenta.js checkpoint folder here.")
 
-flags.mark_flags_as_required(["config", "checkpoint", "workdir"])
+flags.mark_flags_as_required(["config", "workdir"])
 
 
 def parse_substitutions(specs: Sequence[str]) -> list[tuple[str, str]]:
@@ -65,7 +76,7 @@ def save_to_workdir(params: Any, step: int, config: ml_collections.ConfigDict,
   """Writes ``params`` as checkpoint ``step`` of ``workdir`` (training layout); returns its folder."""
   from flax_musicvae import optim  # pylint: disable=g-import-not-at-top
   from flax_musicvae import train  # pylint: disable=g-import-not-at-top
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).resolve()
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   params = jax.tree.map(jnp.asarray, params)
@@ -81,14 +92,37 @@ def save_to_workdir(params: Any, step: int, config: ml_collections.ConfigDict,
   return workdir / "checkpoints" / str(step)
 
 
+def load_from_workdir(config: ml_collections.ConfigDict, workdir: str | os.PathLike
+                      ) -> tuple[Any, int]:
+  """(params, step) of the latest checkpoint in ``workdir``."""
+  from flax_musicvae import train  # pylint: disable=g-import-not-at-top
+  from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
+  folder = pathlib.Path(workdir).resolve() / "checkpoints"
+  steps = sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit())
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint under {folder}")
+  template = tf_names.unflatten({p: jnp.zeros(s, jnp.float32)
+                                 for p, s in tf_names.param_shapes(config).items()})
+  return train.load_params(folder / str(steps[-1]), template), steps[-1]
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
-  params, step = magenta_import.import_params(
-      _CHECKPOINT.value, config, parse_substitutions(_SUBSTITUTIONS.value))
-  folder = save_to_workdir(params, step, config, _WORKDIR.value)
-  print(f"Imported {_CHECKPOINT.value} (global_step {step}) -> {folder}")
+  if _CHECKPOINT.value:
+    params, step = magenta_import.import_params(
+        _CHECKPOINT.value, config, parse_substitutions(_SUBSTITUTIONS.value))
+    folder = save_to_workdir(params, step, config, _WORKDIR.value)
+    print(f"Imported {_CHECKPOINT.value} (global_step {step}) -> {folder}")
+  else:
+    if not (_TF_CHECKPOINT.value or _MAGENTAJS_DIR.value):
+      raise app.UsageError("give --checkpoint to import, or --tf_checkpoint and/or "
+                           "--magentajs_dir to export")
+    params, step = load_from_workdir(config, _WORKDIR.value)
+  if _TF_CHECKPOINT.value:
+    prefix = magenta_import.export_tf_checkpoint(params, _TF_CHECKPOINT.value, step)
+    print(f"TF1 checkpoint (global_step {step}) -> {prefix}")
   if _MAGENTAJS_DIR.value:
     magenta_import.export_magentajs(params, config, _MAGENTAJS_DIR.value)
     print(f"magenta.js checkpoint -> {_MAGENTAJS_DIR.value}")

@@ -146,6 +146,9 @@ def test_workdir_is_readable_by_the_training_program(golden_dir, tmp_path):
   _params_equal(state.params, params)
   with pytest.raises(FileExistsError):
     import_checkpoint.save_to_workdir(params, 1234, config, tmp_path)
+  loaded, step = import_checkpoint.load_from_workdir(config, tmp_path)  # export direction
+  assert step == 1234
+  _params_equal(loaded, params)
 
 
 def test_parse_substitutions():
@@ -177,3 +180,13 @@ def test_cli_imports_a_tar_bundle(golden_dir, tmp_path):
   assert spec["dataConverter"]["type"] == "DrumsConverter"
   for tf_name, value in mi.tf_weights(params).items():
     np.testing.assert_array_equal(js_weights[tf_name], value)
+  # Export back from the workdir: the same TF1 checkpoint, byte for byte.
+  result = subprocess.run(
+      [sys.executable, "-m", "flax_musicvae.import_checkpoint",
+       f"--config=configs/{GOLDEN[name]}.py", *sizes, f"--workdir={tmp_path}/work",
+       f"--tf_checkpoint={tmp_path}/export/model.ckpt"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  for suffix in (".index", ".data-00000-of-00001"):
+    assert (tmp_path / "export" / f"model.ckpt{suffix}").read_bytes() == (
+        golden_dir / name / f"model.ckpt{suffix}").read_bytes()
