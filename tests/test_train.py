@@ -118,11 +118,16 @@ def test_eval_mode_reproduces_final_evaluation(straight_run):
 
 def test_warm_start_takes_params_only(straight_run, tmp_path):
   workdir, _ = straight_run
-  # LR 0: the warm-started run's parameters can only be the other run's.
-  config = tiny_config(1, warm_start_from=str(workdir), learning_rate=0.0, min_learning_rate=0.0)
+  config = tiny_config(1, warm_start_from=str(workdir), seed=1)
   train.train_and_evaluate(config, tmp_path, train_data=TRAIN, eval_data=EVAL)
   source, warm = restored_state(tiny_config(6), workdir), restored_state(config, tmp_path)
-  assert_trees_equal(warm.params, source.params)
+  fresh = train._setup(config, tmp_path / "fresh", TRAIN).state
+  # One TF1 Adam step moves each parameter by at most lr = 1e-3 from the source run's
+  # values; this run's own (seed 1) initial parameters are much further away.
+  distance = lambda a, b: max(float(np.max(np.abs(x - y))) for x, y in
+                              zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert 0 < distance(warm.params, source.params) <= 1.001e-3
+  assert distance(fresh.params, source.params) > 1e-2
   assert int(warm.step) == 1 and int(warm.opt_state[1].count) == 1  # fresh optimiser
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     train.load_params(tmp_path / "nowhere", warm.params)
@@ -193,7 +198,10 @@ _DEVICES_WORKER = textwrap.dedent("""
 
 
 def test_eight_devices_match_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+  # The flag must be set before jax is imported, hence the subprocess; optimisation level 0
+  # halves the compile time and applies to both meshes alike.
+  flags = "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+  env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(),
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _DEVICES_WORKER], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
