@@ -1,0 +1,242 @@
+r"""Generates music with a trained MusicVAE / GrooVAE (Magenta's music_vae_generate).
+
+  python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=sample --num_outputs=3
+  python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=interpolate \
+      --input_midi_1=a.mid --input_midi_2=b.mid --num_steps=7
+  python -m flax_musicvae.generate --workdir=/tmp/humanize --mode=humanize --input_midi_1=q.mid
+  python -m flax_musicvae.generate --workdir=/tmp/tap2drum --mode=drumify --input_wav=taps.wav \
+      --qpm=100
+
+Modes:
+  sample       decode z ~ N(0, I) (--chords for chord models, --attribute_file to shift z)
+  interpolate  decode a path between --input_midi_1 and --input_midi_2 (--method slerp|lerp),
+               or a bilinear grid when four inputs --input_midi_1..4 are given
+  encode       write z, mu, sigma of the inputs to encoded.npz
+  humanize     quantized drums -> performance (groove_2bar_humanize models)
+  drumify      any rhythm (MIDI, or a WAV of tapping) -> drum groove (tap models)
+  infill       add or replace closed hi-hats (groove_2bar_add_closed_hh models)
+  transfer     hits of --input_midi_1 with the groove of --input_midi_2 (hits-control models)
+  attribute    --attribute=NAME: compute an attribute vector over a data split and save it;
+               --attribute_file=F --input_midi_1=X: decode X shifted by each --strength
+The groove tasks take inputs of any length (cut into model windows and joined).
+Outputs: MIDI files (the input's tempo for tasks, 120 qpm otherwise), a PNG piano roll /
+drum grid (one row per output), and WAVs with --wav when fluidsynth and a GM soundfont
+are installed. User errors print "error: ..." and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import pathlib
+import sys
+import warnings
+
+MODES = ("sample", "interpolate", "encode", "humanize", "drumify", "infill", "transfer",
+         "attribute")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m flax_musicvae.generate", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--workdir", required=True,
+                 help="training run directory (config.json + checkpoints/)")
+  p.add_argument("--mode", required=True, choices=MODES)
+  p.add_argument("--output_dir", default="/tmp/flax_musicvae/generated",
+                 help="where outputs go (default: %(default)s)")
+  p.add_argument("--num_outputs", type=int, default=5, help="samples to draw (sample mode)")
+  p.add_argument("--temperature", type=float, default=0.5,
+                 help="sampling temperature; 0 decodes greedily (default: %(default)s)")
+  p.add_argument("--seed", type=int, default=0, help="same seed, same output")
+  p.add_argument("--same_z", action="store_true", help="one z for every sample")
+  for i in range(1, 5):
+    p.add_argument(f"--input_midi_{i}", help="input MIDI file")
+  p.add_argument("--input_wav", help="drumify: a WAV recording of tapping instead of MIDI")
+  p.add_argument("--qpm", type=float, default=120.0, help="tempo of --input_wav's taps")
+  p.add_argument("--num_steps", type=int, default=5, help="interpolation steps (per side)")
+  p.add_argument("--method", choices=("slerp", "lerp"), default="slerp",
+                 help="interpolation method (Magenta: slerp, magenta.js: lerp)")
+  p.add_argument("--keep_original", action="store_true",
+                 help="infill: keep the input's own hi-hats (add instead of replace)")
+  p.add_argument("--chords", help="chord models: comma-separated chords, e.g. C,G,Am,F")
+  p.add_argument("--attribute", help="attribute mode: name of the attribute to compute")
+  p.add_argument("--split", default="validation", help="data split for --attribute")
+  p.add_argument("--attribute_file", help="a saved attribute vector (.npz)")
+  p.add_argument("--strength", type=float, nargs="+", default=[1.0],
+                 help="attribute vector multiples (attribute mode: one output each)")
+  p.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
+                 help="write a piano-roll / drum-grid picture")
+  p.add_argument("--wav", action="store_true", help="render WAVs with fluidsynth")
+  return p
+
+
+class UsageError(Exception):
+  """A mistake in the command line."""
+
+
+def _inputs(args, needed: int) -> list[str]:
+  paths = [getattr(args, f"input_midi_{i}") for i in range(1, 5)]
+  paths = [x for x in paths if x]
+  if len(paths) < needed:
+    raise UsageError(f"--mode={args.mode} needs {needed} input(s): --input_midi_1"
+                     + (f" .. --input_midi_{needed}" if needed > 1 else ""))
+  return paths
+
+
+def _temperature(args) -> float | None:
+  if args.temperature < 0:
+    raise UsageError("--temperature must be >= 0")
+  return args.temperature or None
+
+
+class Writer:
+  """Names, writes and reports the outputs of one run."""
+
+  def __init__(self, args, config_name: str):
+    self.args = args
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H%M%S")
+    self.prefix = f"{config_name or 'model'}_{args.mode}_{stamp}"
+    self.dir = pathlib.Path(args.output_dir)
+    self.dir.mkdir(parents=True, exist_ok=True)
+
+  def sequences(self, seqs, titles=None, suffix: str = "") -> None:
+    from flax_musicvae import render  # pylint: disable=g-import-not-at-top
+    n = len(seqs)
+    for i, ns in enumerate(seqs):
+      path = render.write_midi(ns, self.dir / f"{self.prefix}{suffix}-{i + 1:03d}-of-{n:03d}.mid")
+      print(f"wrote {path}")
+      if self.args.wav:
+        reason = render.wav_unavailable_reason()
+        if reason:
+          print(reason)
+          self.args.wav = False
+        else:
+          print(f"wrote {render.render_wav(path, path.with_suffix('.wav'))}")
+    if self.args.png and seqs:
+      print(f"wrote {render.save_png(seqs, self.dir / f'{self.prefix}{suffix}.png', titles)}")
+
+
+def _controls(args, model):
+  if not args.chords:
+    return None
+  return model.chord_controls([c.strip() for c in args.chords.split(",")])
+
+
+def _sample(args, model, writer) -> None:
+  if args.num_outputs < 1:
+    raise UsageError("--num_outputs must be >= 1")
+  z = model.sample_z(args.num_outputs, args.same_z, args.seed)
+  if args.attribute_file:
+    from flax_musicvae import attributes  # pylint: disable=g-import-not-at-top
+    z = attributes.AttributeVector.load(args.attribute_file).apply(z, args.strength[0])
+  writer.sequences(model.decode(z, _temperature(args), _controls(args, model),
+                                seed=args.seed))
+
+
+def _write_candidates(err, model, writer) -> None:
+  if getattr(err, "candidates", None) is not None:
+    seqs = model.to_sequences(err.candidates.outputs)
+    writer.sequences(seqs, suffix="_candidates")
+
+
+def _interpolate(args, model, writer) -> None:
+  from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
+  paths = _inputs(args, 2)
+  try:
+    if len(paths) == 4:
+      grid = model.interpolate_grid(paths, args.num_steps, args.num_steps,
+                                    _temperature(args), args.seed)
+      seqs = [ns for row in grid for ns in row]
+      titles = [f"row {r}, col {c}" for r in range(args.num_steps)
+                for c in range(args.num_steps)]
+    else:
+      seqs = model.interpolate(paths[0], paths[1], args.num_steps, args.method,
+                               _temperature(args), _controls(args, model), args.seed)
+      titles = [f"step {i} ({args.method} t={i / (args.num_steps - 1):.2f})"
+                for i in range(args.num_steps)]
+  except inference.MultipleExtractedExamplesError as err:
+    _write_candidates(err, model, writer)
+    raise
+  writer.sequences(seqs, titles)
+
+
+def _encode(args, model, writer) -> None:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  paths = _inputs(args, 1)
+  z, mu, sigma = model.encode(paths, args.seed)
+  out = writer.dir / f"{writer.prefix}_encoded.npz"
+  np.savez(out, z=z, mu=mu, sigma=sigma, inputs=np.array(paths))
+  print(f"wrote {out} (z, mu, sigma: {z.shape})")
+
+
+def _task(args, model, writer) -> None:
+  from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
+  temperature = _temperature(args)
+  if args.mode == "drumify" and args.input_wav:
+    from flax_musicvae import audio_taps  # pylint: disable=g-import-not-at-top
+    source = audio_taps.wav_to_taps(args.input_wav, args.qpm)
+    print(f"detected {len(source.notes)} taps in {args.input_wav}")
+    writer.sequences([source], ["taps"], suffix="_taps")
+  elif args.mode == "transfer":
+    hits, groove = _inputs(args, 2)[:2]
+    out = inference.transfer(model, hits, groove, temperature, args.seed)
+    writer.sequences([out], [f"hits of {pathlib.Path(hits).name}, groove of "
+                             f"{pathlib.Path(groove).name}"])
+    return
+  else:
+    source = _inputs(args, 1)[0]
+  fn = {"humanize": inference.humanize, "drumify": inference.drumify}.get(args.mode)
+  if fn is not None:
+    out = fn(model, source, temperature, args.seed)
+  else:
+    out = inference.infill(model, source, args.keep_original, temperature, args.seed)
+  writer.sequences([out], [args.mode])
+
+
+def _attribute(args, model, writer) -> None:
+  from flax_musicvae import attributes  # pylint: disable=g-import-not-at-top
+  if args.attribute:
+    from flax_musicvae import input_pipeline  # pylint: disable=g-import-not-at-top
+    try:
+      data = input_pipeline.load_split(model.config, args.split)
+      vec = attributes.compute_attribute_vector(model, data, args.attribute, seed=args.seed)
+    except (ValueError, FileNotFoundError) as e:
+      raise UsageError(str(e)) from e
+    path = vec.save(writer.dir / f"attribute_{args.attribute}.npz")
+    print(f"wrote {path}: {vec.metadata}")
+    return
+  if not args.attribute_file:
+    raise UsageError("--mode=attribute needs --attribute=NAME (compute) or --attribute_file "
+                     "with --input_midi_1 (apply)")
+  vec = attributes.AttributeVector.load(args.attribute_file)
+  _, mu, _ = model.encode(_inputs(args, 1)[:1], args.seed)
+  z = vec.apply(mu.repeat(len(args.strength), 0), args.strength)
+  seqs = model.decode(z, _temperature(args), seed=args.seed)
+  writer.sequences(seqs, [f"{vec.name} x {s:+g}" for s in args.strength])
+
+
+def run(args) -> None:
+  from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
+  inference.enable_compilation_cache()
+  model = inference.MusicVAEModel.from_workdir(args.workdir)
+  writer = Writer(args, model.config.get("name", ""))
+  handlers = {"sample": _sample, "interpolate": _interpolate, "encode": _encode,
+              "attribute": _attribute}
+  handlers.get(args.mode, _task)(args, model, writer)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  # note_seq imports pydub, which warns about a missing ffmpeg that nothing here uses.
+  warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
+  from flax_musicvae import audio_taps, inference  # pylint: disable=g-import-not-at-top
+  try:
+    run(args)
+  except (UsageError, inference.InputError, audio_taps.AudioError, FileNotFoundError) as e:
+    parser.exit(2, f"error: {e}\n")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
