@@ -1,7 +1,8 @@
 """CRC32C (Castagnoli) and LevelDB/TensorFlow checksum masking, in numpy.
 
 Large buffers are split into ``K`` equal lanes whose CRC registers are advanced
-together one byte column at a time; the lane results are then merged pairwise
+together one 16-bit word column at a time (a 65536-entry table); the lane results
+are then merged pairwise
 with the "append n zero bytes" operator (CRC is linear over GF(2)). This keeps
 checkpoints of hundreds of MB fast without a compiled extension.
 """
@@ -28,6 +29,18 @@ _TABLE = _make_table()
 _TABLE_LIST = _TABLE.tolist()
 
 
+def _make_table16() -> np.ndarray:
+  """Register x (< 2**16) advanced over two zero bytes: one lookup per 16-bit word, since
+  advancing ``reg`` over word ``w`` is ``table16[(reg ^ w) & 0xFFFF] ^ (reg >> 16)``."""
+  reg = np.arange(1 << 16, dtype=np.uint32)
+  for _ in range(2):
+    reg = _TABLE[reg & 0xFF] ^ (reg >> 8)
+  return reg
+
+
+_TABLE16 = _make_table16()
+
+
 def _update_scalar(reg: int, data: bytes) -> int:
   table = _TABLE_LIST
   for b in data:
@@ -36,9 +49,9 @@ def _update_scalar(reg: int, data: bytes) -> int:
 
 
 def _update_lanes(reg: np.ndarray, columns: np.ndarray) -> np.ndarray:
-  """Advances K registers over ``columns`` ([L, K] uint8: byte i of every lane)."""
+  """Advances K registers over ``columns`` ([L, K] little-endian uint16 words)."""
   for col in columns:
-    reg = _TABLE[(reg ^ col) & 0xFF] ^ (reg >> 8)
+    reg = _TABLE16[(reg ^ col) & 0xFFFF] ^ (reg >> 16)
   return reg
 
 
@@ -79,8 +92,8 @@ def extend(crc: int, data: bytes | bytearray | memoryview | np.ndarray) -> int:
   if buf.size < _MIN_LANE_BYTES:
     return _update_scalar(reg, buf.tobytes()) ^ 0xFFFFFFFF
   lanes = _num_lanes(buf.size)
-  lane_len = buf.size // lanes
-  body = buf[:lanes * lane_len].reshape(lanes, lane_len)
+  lane_len = buf.size // lanes & ~1  # whole 16-bit words per lane
+  body = buf[:lanes * lane_len].view("<u2").reshape(lanes, lane_len // 2)
   regs = np.zeros(lanes, dtype=np.uint32)
   regs[0] = reg
   regs = _update_lanes(regs, np.ascontiguousarray(body.T))
