@@ -2,9 +2,9 @@
 
 Large buffers are split into ``K`` equal lanes whose CRC registers are advanced
 together one 16-bit word column at a time (a 65536-entry table); the lane results
-are then merged pairwise
-with the "append n zero bytes" operator (CRC is linear over GF(2)). This keeps
-checkpoints of hundreds of MB fast without a compiled extension.
+are then merged pairwise with the "append n zero bytes" operator (CRC is linear
+over GF(2)). This keeps checkpoints of hundreds of MB fast without a compiled
+extension.
 """
 
 from __future__ import annotations
