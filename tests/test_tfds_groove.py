@@ -1,13 +1,12 @@
-"""tfds Groove from the local folder, offline: same files and splits as info.csv."""
+"""tfds Groove from the local folder, offline: same files and splits as our loader."""
 
-import csv
 import hashlib
 import json
 import socket
 
 import pytest
 
-from pipelines import tfds_groove
+from pipelines import groove, tfds_groove
 
 def _no_network(*args, **kwargs):
   raise AssertionError(f"test tried to reach the network: {args}")
@@ -31,18 +30,10 @@ def full_midionly(groove_dir, offline, tmp_path_factory):
   return builder, data_dir
 
 
-def _info_csv_index(groove_dir):
-  index = {}
-  with open(groove_dir / "info.csv", newline="") as f:
-    for row in csv.DictReader(f):
-      index.setdefault(row["split"], []).append(row)
-  return index
-
-
 @pytest.mark.tf
-def test_same_files_and_splits_as_info_csv(full_midionly, groove_dir):
+def test_same_files_and_splits_as_our_loader(full_midionly, groove_dir):
   builder, data_dir = full_midionly
-  index = _info_csv_index(groove_dir)
+  index = groove.read_split_index(groove_dir)
   assert sorted(builder.info.splits) == sorted(index) == ["test", "train", "validation"]
   for split, rows in index.items():
     by_id = {row["id"]: row for row in rows}
@@ -68,10 +59,11 @@ def test_installed_zip_is_trusted_not_hashed(full_midionly):
   assert info["url_info"]["checksum"] == actual
 
 
-def test_zip_is_reproducible(groove_dir, tmp_path):
-  first = tfds_groove.build_zip(groove_dir.parent, tmp_path / "a.zip").read_bytes()
-  second = tfds_groove.build_zip(groove_dir.parent, tmp_path / "b.zip").read_bytes()
-  assert first == second
+def test_zip_is_reproducible_with_the_official_layout(groove_dir, tmp_path):
+  first = tfds_groove.build_zip(groove_dir.parent, tmp_path / "a.zip")
+  second = tfds_groove.build_zip(groove_dir.parent, tmp_path / "b.zip")
+  assert first.read_bytes() == second.read_bytes()
+  assert groove.read_split_index(first) == groove.read_split_index(groove_dir)
 
 
 def test_build_zip_rejects_wrong_folder(tmp_path):
