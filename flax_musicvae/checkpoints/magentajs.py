@@ -41,7 +41,7 @@ def write_weights(folder: str | os.PathLike, weights: Mapping[str, np.ndarray],
     array = np.asarray(weights[name], dtype=np.float32)
     entries.append({"name": name, "shape": list(array.shape), "dtype": "float32"})
     chunks.append(np.ascontiguousarray(array, dtype="<f4").tobytes())
-  data = b"".join(chunks)
+  data = memoryview(b"".join(chunks))
   num_shards = max(1, -(-len(data) // shard_bytes))
   paths = [f"group1-shard{i + 1}of{num_shards}.bin" for i in range(num_shards)]
   os.makedirs(folder, exist_ok=True)
