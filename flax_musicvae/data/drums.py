@@ -205,8 +205,10 @@ class DrumsConverter(Converter):
     roll[:len(masks), :self.num_classes] = mask_bits(masks, self.num_classes)
     if end:
       roll[-1, -1] = 1.0
-    labels = np.append(masks, self.num_one_hot) if end else masks
-    one_hot = event_utils.one_hot(labels, self.num_one_hot + end)
+    one_hot = None
+    if not (self.roll_input and self.roll_output):
+      labels = np.append(masks, self.num_one_hot) if end else masks
+      one_hot = event_utils.one_hot(labels, self.num_one_hot + end)
     outputs = roll if self.roll_output else one_hot
     if self.roll_input:
       nor = ~roll.any(axis=1, keepdims=True)
@@ -227,7 +229,9 @@ class DrumsConverter(Converter):
         ends = np.flatnonzero(labels == self.end_token)
         labels = labels[:ends[0] if len(ends) else len(labels)]
       classes = [np.flatnonzero(b) for b in mask_bits(labels, self.num_classes)]
-    return [frozenset(self.pitch_classes[c][0] for c in cs.tolist()) for cs in classes]
+    # Built through a set of classes, as Magenta does, so notes come out in its order.
+    return [frozenset(self.pitch_classes[c][0] for c in frozenset(cs.tolist()))
+            for cs in classes]
 
   def from_tensors(self, samples: Sequence[np.ndarray],
                    controls: Sequence[np.ndarray] | None = None

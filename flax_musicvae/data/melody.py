@@ -316,7 +316,7 @@ class OneHotMelodyConverter(Converter):
       ns = melody_to_sequence(events, self.steps_per_quarter)
       if self.chord_encoding and controls is not None:
         figures = chords.decode_chords(controls[i])[:len(events)]
-        chords_lib.add_chords_to_sequence(
+        note_seq_chords.add_chords_to_sequence(
             ns, figures, [step * step_time for step in range(len(figures))])
       out.append(ns)
     return out
