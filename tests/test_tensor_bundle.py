@@ -195,3 +195,21 @@ def test_we_read_tf2_object_checkpoints(tmp_path):
   assert sorted(got) == sorted(want)
   for k, v in want.items():
     assert (got[k] == v) if isinstance(v, bytes) else np.array_equal(got[k], v), k
+
+
+@pytest.mark.tf
+def test_partitioned_variables_are_listed_and_refused(tmp_path):
+  tf = pytest.importorskip("tensorflow")
+  v1 = tf.compat.v1
+  with tf.Graph().as_default():
+    v1.get_variable("part", shape=[10, 4], partitioner=v1.fixed_size_partitioner(2))
+    v1.get_variable("plain", initializer=np.arange(3, dtype=np.float32))
+    with v1.Session() as sess:
+      sess.run(v1.global_variables_initializer())
+      prefix = v1.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+  assert {k: v[0] for k, v in tb.list_variables(prefix).items()} == {
+      "part": (10, 4), "plain": (3,)}
+  with tb.open_checkpoint(prefix) as reader:
+    np.testing.assert_array_equal(reader.read("plain"), np.arange(3))
+  with pytest.raises(tb.CheckpointError, match="partitioned"):
+    tb.read_checkpoint(prefix)

@@ -303,7 +303,9 @@ class BundleReader:
     if not items or items[0][0] != b"":
       raise CheckpointError(f"{index_path}: first entry is not the bundle header")
     self.num_shards, self.byteorder = self._parse_header(items[0][1])
-    self.entries = {k.decode("utf-8"): _parse_entry(v) for k, v in items[1:]}
+    # Keys starting with NUL hold the slices of partitioned variables (unsupported).
+    self.entries = {k.decode("utf-8"): _parse_entry(v) for k, v in items[1:]
+                    if not k.startswith(b"\x00")}
     self._files: dict[int, BinaryIO] = {}
 
   @staticmethod
@@ -332,7 +334,8 @@ class BundleReader:
       raise KeyError(f"{name!r} not in checkpoint {self.prefix}")
     entry = self.entries[name]
     if entry.sliced:
-      raise CheckpointError(f"{name}: partitioned (sliced) variables are not supported")
+      raise CheckpointError(f"{name} is a partitioned (sliced) variable; these are not "
+                            "supported (Magenta's models do not use them)")
     f = self._shard(entry.shard_id)
     f.seek(entry.offset)
     raw = f.read(entry.size)
