@@ -73,7 +73,7 @@ def parse_substitutions(specs: Sequence[str]) -> list[tuple[str, str]]:
 
 def save_to_workdir(params: Any, step: int, config: ml_collections.ConfigDict,
                     workdir: str | os.PathLike) -> pathlib.Path:
-  """Writes ``params`` as checkpoint ``step`` of ``workdir`` (training layout); returns its folder."""
+  """Writes ``params`` as checkpoint ``step`` of ``workdir``; returns the step's folder."""
   from flax_musicvae import optim  # pylint: disable=g-import-not-at-top
   from flax_musicvae import train  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir).resolve()

@@ -137,6 +137,11 @@ def test_tensorflow_reads_our_checkpoint(tmp_path):
   assert sorted(reader.get_variable_to_shape_map()) == sorted(tensors)
   _assert_same_tensors({k: np.asarray(reader.get_tensor(k)) for k in tensors}, tensors)
   assert tf.train.latest_checkpoint(str(tmp_path)) == prefix
+  # A state file written by TensorFlow (C-escaped path) in a directory with odd characters.
+  folder = tmp_path / 'ü "dir"'
+  moved = tb.write_checkpoint(folder / "m.ckpt-3", {"x": np.ones(2)}, write_state_file=False)
+  tf.compat.v1.train.update_checkpoint_state(str(folder), moved)
+  np.testing.assert_array_equal(tb.read_checkpoint(folder)["x"], np.ones(2))
 
 
 @pytest.mark.tf

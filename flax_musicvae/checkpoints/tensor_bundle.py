@@ -20,6 +20,7 @@ TensorFlow nor its protos are needed.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import glob
@@ -274,7 +275,8 @@ def _build_table(items: list[tuple[bytes, bytes]]) -> bytes:
   out = _with_trailer(data_block)
   meta_handle = _varint(len(out)) + _varint(8)
   out += _with_trailer(_build_block([]))
-  index_block = _build_block([(_short_successor(items[-1][0]), _varint(0) + _varint(len(data_block)))])
+  data_handle = _varint(0) + _varint(len(data_block))
+  index_block = _build_block([(_short_successor(items[-1][0]), data_handle)])
   index_handle = _varint(len(out)) + _varint(len(index_block))
   out += _with_trailer(index_block)
   handles = meta_handle + index_handle
@@ -353,7 +355,8 @@ class BundleReader:
     dtype = entry.numpy_dtype.newbyteorder(self.byteorder)
     count = int(np.prod(entry.shape, dtype=np.int64))
     if count * dtype.itemsize != entry.size:
-      raise CheckpointError(f"{name}: {entry.size} bytes do not hold shape {entry.shape} of {dtype}")
+      raise CheckpointError(
+          f"{name}: {entry.size} bytes do not hold shape {entry.shape} of {dtype}")
     return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("=")).reshape(entry.shape)
 
   def _decode_strings(self, name: str, raw: bytes, shape: tuple[int, ...]
@@ -403,7 +406,8 @@ def _prefix_from_state_file(directory: str) -> str | None:
     match = re.search(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', f.read(), re.M)
   if not match:
     raise CheckpointError(f"{state} has no model_checkpoint_path")
-  path = match.group(1).encode("latin-1").decode("unicode_escape")
+  # Text-format C escapes (\" \\ \ooo) of UTF-8 bytes.
+  path = codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode("utf-8")
   candidate = path if os.path.isabs(path) else os.path.join(directory, path)
   if os.path.isfile(candidate + ".index"):
     return candidate
