@@ -241,25 +241,35 @@ def _window_pairs(starts: np.ndarray, ends: np.ndarray, t0: np.ndarray,
   return window[order], note[order]
 
 
-def _reread_order(win, pitch, on_tick, off_tick) -> np.ndarray | None:
-  """Order of the written notes after pretty_midi re-reads them (closing order).
+def _reread_order(win, pitch, velocity, on_tick, off_tick) -> np.ndarray:
+  """Indices of the written notes in the order pretty_midi re-reads them.
 
-  Returns ``None`` for windows where a note of some pitch overlaps the next one or
-  has zero length in ticks (then note-offs close several notes or none).
+  Per window the notes come in closing order. Where no note overlaps the next one
+  of its pitch and none has zero length in ticks, each note-off closes its own
+  note: the order is (off tick, pitch). Other windows are replayed event by event.
   """
   by_onset = np.lexsort((np.arange(len(win)), on_tick, pitch, win))
   w, p = win[by_onset], pitch[by_onset]
   a, b = on_tick[by_onset], off_tick[by_onset]
-  same = (w[1:] == w[:-1]) & (p[1:] == p[:-1])
   bad = a >= b
-  bad[:-1] |= same & (b[:-1] > a[1:])
-  if bad.any():
-    return None
-  return np.lexsort((pitch, off_tick, win))
+  bad[:-1] |= (w[1:] == w[:-1]) & (p[1:] == p[:-1]) & (b[:-1] > a[1:])
+  replay = np.isin(win, w[bad])
+  simple = np.flatnonzero(~replay)
+  notes = [simple[np.lexsort((pitch[simple], off_tick[simple], win[simple]))]]
+  for window in np.unique(w[bad]):
+    idx = np.flatnonzero(win == window)
+    pairs = _reread_window_slow(pitch[idx].tolist(), velocity[idx].tolist(),
+                                on_tick[idx].tolist(), off_tick[idx].tolist())
+    notes.append(idx[pairs[:, 0]])
+  notes = np.concatenate(notes)
+  return notes[np.argsort(win[notes], kind="stable")]
 
 
 def _reread_window_slow(pitch, velocity, on_tick, off_tick) -> np.ndarray:
-  """pretty_midi's pairing of one written window; returns (on, off) index arrays."""
+  """pretty_midi's write-then-read of one window's notes, replayed event by event.
+
+  Returns rows (note index, closing tick) in the order the re-read notes appear.
+  """
   events = []  # (tick, pitch, velocity, insertion, note, is_on) as pretty_midi sorts
   for i in range(len(pitch)):
     events.append((on_tick[i], pitch[i], velocity[i], 2 * i, i, True))
@@ -313,30 +323,30 @@ def fast_file_examples(midi: bytes, row: dict, split_bars: int,
   tempo_us = np.trunc(6e7 / (60.0 / (new_scale * res)))
   read_scale = 60.0 / ((6e7 / tempo_us) * res)
   qpm = 60.0 / (read_scale * res)
-  meter = [_meter_ok(_window_signatures(data, table, new_scale[w], read_scale[w]),
-                     converter) for w in index]
+  signatures = _window_signatures(data, table, new_scale, read_scale)
   notes = _fast_window_notes(data, table, t0, t1, length, new_scale, read_scale,
                              converter)
   for w in index:
     window_notes = notes.get(int(w))
     if window_notes is not None:
       window_notes["qpm"] = float(qpm[w])
-    out.add(int(w), *_convert(converter, meter[w], window_notes, mode, rng))
+    meter_ok = _meter_ok(sorted([(n, d, times[w]) for n, d, times in signatures],
+                                key=lambda ts: ts[2]), converter)
+    out.add(int(w), *_convert(converter, meter_ok, window_notes, mode, rng))
   return out
 
 
-def _window_signatures(data, table, new_scale: float, read_scale: float):
-  """The time signatures of a written and re-read window, in pretty_midi's order.
+def _window_signatures(data, table, new_scale: np.ndarray, read_scale: np.ndarray):
+  """Time signatures of every written and re-read window: (num, den, times[window]).
 
   tfds keeps the whole file's signatures (original times); ``write`` puts a 4/4 at
-  tick 0 first when none is at time 0, then sorts them by their new tick.
+  tick 0 first when none is at time 0, then sorts them (stably) by their new tick.
   """
   original = [(num, den, table[tick]) for num, den, tick in data.time_signatures]
-  written = [(num, den, int(_time_to_tick(np.array([t]), new_scale, 2)[0]))
-             for num, den, t in original]
-  written.sort(key=lambda ts: ts[2])
+  ticks = [_time_to_tick(np.full(len(new_scale), t), new_scale, 2) for _, _, t in original]
+  written = [(num, den, tick) for (num, den, _), tick in zip(original, ticks)]
   if not original or min(t for _, _, t in original) > 0.0:
-    written.insert(0, (4, 4, 0))
+    written.insert(0, (4, 4, np.zeros(len(new_scale), np.int64)))
   return [(num, den, read_scale * tick) for num, den, tick in written]
 
 
@@ -355,12 +365,7 @@ def _fast_window_notes(data, table, t0, t1, length, new_scale, read_scale,
   on_tick = _time_to_tick(start, new_scale[win], 2)
   off_tick = _time_to_tick(end, new_scale[win], 2)
   pitch, velocity = inst.pitches[note], inst.velocities[note]
-  order = _reread_order(win, pitch, on_tick, off_tick)
-  if order is None:
-    order = _reread_slow(win, pitch, velocity, on_tick, off_tick)
-    on_index = order[:, 0]
-  else:
-    on_index = order
+  on_index = _reread_order(win, pitch, velocity, on_tick, off_tick)
   win_sorted = win[on_index]
   times = read_scale[win_sorted] * on_tick[on_index]
   qpm = 60.0 / (read_scale[win_sorted] * data.resolution)
@@ -373,17 +378,6 @@ def _fast_window_notes(data, table, t0, t1, length, new_scale, read_scale,
         steps=steps[lo:hi], pitches=pitch[on_index[lo:hi]],
         velocities=velocity[on_index[lo:hi]], start_times=times[lo:hi])
   return result
-
-
-def _reread_slow(win, pitch, velocity, on_tick, off_tick) -> np.ndarray:
-  """``_reread_window_slow`` over all windows; rows (note index, window)."""
-  rows = []
-  for w in np.unique(win):
-    idx = np.flatnonzero(win == w)
-    pairs = _reread_window_slow(pitch[idx].tolist(), velocity[idx].tolist(),
-                                on_tick[idx].tolist(), off_tick[idx].tolist())
-    rows.append(np.stack([idx[pairs[:, 0]], np.full(len(pairs), w)], axis=1))
-  return np.concatenate(rows) if rows else np.zeros((0, 2), np.int64)
 
 
 # ------------------------------------------------------------- split build --

@@ -239,3 +239,36 @@ def test_fast_path_equals_reference_on_real_sample(groove_dir):
         midi, rows[i], 2, GrooveConverter(split_bars=2)), reference)
     examples += len(reference.tensors)
   assert examples > 100
+
+
+def test_reread_emulation_matches_pretty_midi_write_and_read():
+  """Overlapping notes of one pitch, zero-length and back-to-back notes."""
+  import pretty_midi
+  notes = [  # (pitch, velocity, on tick, off tick), in instrument order
+      (38, 90, 100, 200), (38, 70, 150, 180),  # overlap: one note-off closes both
+      (42, 60, 300, 300),  # zero length: never closed by its own note-off
+      (42, 61, 400, 450), (42, 62, 450, 500),  # back to back
+      (36, 100, 10, 60), (36, 101, 10, 70),  # same onset twice
+      (51, 40, 600, 650), (46, 50, 600, 650)]  # simultaneous, different pitches
+  pitch, velocity, on, off = (np.array(c) for c in zip(*notes))
+  pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=120.0)
+  drums = pretty_midi.Instrument(0, is_drum=True)
+  scale = 60.0 / (120.0 * 480)
+  drums.notes = [pretty_midi.Note(int(v), int(p), a * scale, b * scale)
+                 for p, v, a, b in notes]
+  pm.instruments.append(drums)
+  written = io.BytesIO()
+  pm.write(written)
+  reread = pretty_midi.PrettyMIDI(io.BytesIO(written.getvalue())).instruments[0].notes
+  expected = [(n.pitch, n.velocity, round(n.start / scale)) for n in reread]
+  # All in one window (replayed), or the last two alone (the simple path).
+  for window in (np.zeros(len(notes), int), np.array([1] * 7 + [0] * 2)):
+    order = groove._reread_order(window, pitch, velocity, on, off)
+    got = [(pitch[i], velocity[i], on[i]) for i in order]
+    want = [n for n in expected if notes_in(n, notes, window, 0)] + [
+        n for n in expected if notes_in(n, notes, window, 1)]
+    assert got == want
+
+
+def notes_in(note, notes, window, w):
+  return any(n[:2] == note[:2] and window[i] == w for i, n in enumerate(notes))
