@@ -22,7 +22,7 @@ from flax_musicvae.checkpoints import tensor_bundle
 
 # Training-only variables of self-trained Magenta checkpoints: never model weights.
 _TRAINING_STATE = re.compile(
-    r"(^|/)(global_step|beta[12]_power)$|/(Adam|Adam_1|ExponentialMovingAverage)$")
+    r"(^|/)(global_step|beta[12]_power(_\d+)?)$|/(Adam(_\d+)?|ExponentialMovingAverage)$")
 
 Substitutions = Sequence[tuple[str, str]]
 
@@ -42,30 +42,30 @@ def _shape(shape: Sequence[int]) -> str:
   return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def match_variables(checkpoint: Mapping[str, np.ndarray],
+def match_variables(available: Mapping[str, Sequence[int]],
                     expected: Mapping[str, Sequence[int]],
                     substitutions: Substitutions = (),
-                    what: str = "the model") -> dict[str, np.ndarray]:
-  """Returns ``{model TF name: tensor}`` for every expected variable.
+                    what: str = "the model") -> dict[str, str]:
+  """Returns ``{model TF name: checkpoint key}`` for every expected variable.
 
-  As in Magenta's ``TrainedModel``, each model variable name rewritten by
-  ``substitutions`` is the key looked up in ``checkpoint``. Optimizer slots,
-  ``beta*_power`` and ``global_step`` are ignored. Raises
-  :class:`CheckpointMismatchError` listing missing, unexpected and mis-shaped
-  variables.
+  ``available`` and ``expected`` map names to shapes. As in Magenta's
+  ``TrainedModel``, each model variable name rewritten by ``substitutions`` is the
+  checkpoint key looked up. Optimizer slots, ``beta*_power`` and ``global_step``
+  are ignored. Raises :class:`CheckpointMismatchError` listing missing, unexpected
+  and mis-shaped variables.
   """
-  found, missing, misshaped, used = {}, [], [], set()
+  keys, missing, misshaped = {}, [], []
   for name in sorted(expected):
     key = substitute(name, substitutions)
-    if key not in checkpoint:
+    if key not in available:
       missing.append(name if key == name else f"{name} (as {key})")
       continue
-    used.add(key)
-    got, want = tuple(np.shape(checkpoint[key])), tuple(expected[name])
+    keys[name] = key
+    got, want = tuple(available[key]), tuple(expected[name])
     if got != want:
       misshaped.append(f"{key}: checkpoint {_shape(got)}, model {_shape(want)}")
-    found[name] = np.asarray(checkpoint[key])
-  unexpected = sorted(k for k in checkpoint if k not in used and not _TRAINING_STATE.search(k))
+  used = set(keys.values())
+  unexpected = sorted(k for k in available if k not in used and not _TRAINING_STATE.search(k))
   if missing or misshaped or unexpected:
     lines = [f"checkpoint variables do not match {what}:"]
     for label, items in (("missing", missing), ("unexpected", unexpected),
@@ -74,7 +74,7 @@ def match_variables(checkpoint: Mapping[str, np.ndarray],
         lines.append(f"  {label} ({len(items)}):")
         lines += [f"    {item}" for item in items]
     raise CheckpointMismatchError("\n".join(lines))
-  return found
+  return keys
 
 
 def expected_tf_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
@@ -87,10 +87,12 @@ def import_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDi
                   var_name_substitutions: Substitutions = ()) -> tuple[Any, int]:
   """(Flax params, global_step) from a Magenta checkpoint (prefix, directory or ``.tar``)."""
   from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
-  tensors = tensor_bundle.read_checkpoint(checkpoint, skip_strings=True)
-  weights = match_variables(tensors, expected_tf_shapes(config), var_name_substitutions,
-                            what=f"config {config.get('name') or '(unnamed)'}")
-  step = int(tensors["global_step"]) if "global_step" in tensors else 0
+  with tensor_bundle.open_checkpoint(checkpoint) as reader:
+    available = {k: shape for k, (shape, _) in reader.variables().items()}
+    keys = match_variables(available, expected_tf_shapes(config), var_name_substitutions,
+                           what=f"config {config.get('name') or '(unnamed)'}")
+    weights = {name: reader.read(key) for name, key in keys.items()}
+    step = int(reader.read("global_step")) if "global_step" in available else 0
   return tf_names.params_from_tf_weights(weights, config), step
 
 
