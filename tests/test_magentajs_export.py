@@ -185,3 +185,6 @@ def test_spec_for_converters():
       magentajs.spec_for(bad, flat)
   with pytest.raises(ValueError, match="no magenta.js data converter"):
     magentajs.spec_for(object(), flat)
+  flat_trio = ml_collections.ConfigDict({"max_seq_len": 256, "decoder": "multi_out"})
+  with pytest.raises(ValueError, match="multi-output"):
+    magentajs.spec_for(trio.TrioConverter(), flat_trio)

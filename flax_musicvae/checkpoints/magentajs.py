@@ -141,6 +141,9 @@ def _groove_args(converter: Any) -> dict[str, Any]:
 def spec_for(converter: Any, model_config: Any) -> dict[str, Any]:
   """The ``MusicVAESpec`` @magenta/music needs for ``converter`` and ``config.model``."""
   kind = type(converter).__name__
+  if model_config.decoder == "multi_out":
+    raise ValueError("magenta.js has no single-LSTM multi-output decoder (flat-trio); its "
+                     "TrioConverter expects one decoder per instrument")
   args: dict[str, Any] = {"numSteps": int(model_config.max_seq_len)}
   if model_config.decoder == "hierarchical":
     args["numSegments"] = int(model_config.level_lengths[0])
