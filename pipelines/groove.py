@@ -381,21 +381,22 @@ def _fast_window_notes(data, table, t0, t1, length, new_scale, read_scale,
 
 
 # ------------------------------------------------------------- split build --
-def _file_examples(args) -> tuple[int, FileExamples | None, str | None]:
-  """Worker: examples of one file (fast path, else reference), or why it failed."""
+def _file_examples(args) -> tuple[int, dict | None, str | None]:
+  """Worker: one file's packed examples (fast path, else reference) or its error."""
   index, midi, row, split_bars, converter, mode, seed = args
-  rng = np.random.default_rng([seed, index])
+  result = None
   try:
-    result = fast_file_examples(midi, row, split_bars, converter, mode, rng)
+    result = fast_file_examples(midi, row, split_bars, converter, mode,
+                                np.random.default_rng([seed, index]))
   except midi_fast.MidiError:
-    result = None
+    pass
   if result is None:
     try:
-      rng = np.random.default_rng([seed, index])
-      result = reference_file_examples(midi, row, split_bars, converter, mode, rng)
+      result = reference_file_examples(midi, row, split_bars, converter, mode,
+                                       np.random.default_rng([seed, index]))
     except Exception as e:  # pylint: disable=broad-except
       return index, None, f"unreadable_midi: {type(e).__name__}: {e}"
-  return index, result, None
+  return index, _pack(result, converter), None
 
 
 def _pad(arrays: Sequence[np.ndarray], steps: int, depth: int) -> np.ndarray:
@@ -403,6 +404,21 @@ def _pad(arrays: Sequence[np.ndarray], steps: int, depth: int) -> np.ndarray:
   for i, a in enumerate(arrays):
     out[i, :len(a)] = a
   return out
+
+
+def _pack(result: FileExamples, converter: GrooveConverter) -> dict:
+  """Stacked arrays (``inputs`` None when equal to ``outputs``) and counts."""
+  t = result.tensors
+  steps = max(t.lengths, default=0)
+  outputs = _pad(t.outputs, steps, converter.output_depth)
+  inputs = _pad(t.inputs, steps, converter.input_depth)
+  return dict(
+      outputs=outputs,
+      inputs=None if np.array_equal(inputs, outputs) else inputs,
+      controls=_pad(t.controls, steps, converter.control_depth),
+      lengths=np.array(t.lengths, np.int32), window=np.array(result.window_index, np.int32),
+      windows=result.windows, dropped=result.dropped,
+      used_reference=result.used_reference)
 
 
 def build_split(root: str | os.PathLike, split: str, converter: GrooveConverter,
@@ -444,31 +460,41 @@ def _progress(iterable, total: int, enabled: bool, desc: str):
 
 
 def _assemble(rows, results, converter, split_bars) -> tuple[dict[str, np.ndarray], dict]:
-  tensors, meta, window = ConverterTensors(), collections.defaultdict(list), []
   stats = dict(files=len(rows), files_skipped=collections.Counter(), windows=0,
                windows_dropped=collections.Counter(), reference_path_files=0)
+  packed, meta = [], collections.defaultdict(list)
   for index, result, error in results:
     if error is not None:
       stats["files_skipped"][error] += 1
       continue
-    stats["windows"] += result.windows
-    stats["windows_dropped"].update(result.dropped)
-    stats["reference_path_files"] += result.used_reference
-    tensors.extend(result.tensors)
-    window += result.window_index
+    stats["windows"] += result["windows"]
+    stats["windows_dropped"].update(result["dropped"])
+    stats["reference_path_files"] += result["used_reference"]
+    packed.append(result)
     for field in METADATA_FIELDS:
-      meta[field] += [rows[index][field]] * len(result.tensors)
-  steps = max(tensors.lengths, default=converter.steps_per_bar * split_bars)
-  arrays = dict(
-      outputs=_pad(tensors.outputs, steps, converter.output_depth),
-      inputs=_pad(tensors.inputs, steps, converter.input_depth),
-      controls=_pad(tensors.controls, steps, converter.control_depth),
-      lengths=np.array(tensors.lengths, np.int32).reshape(-1),
-      window=np.array(window, np.int32).reshape(-1))
+      meta[field] += [rows[index][field]] * len(result["lengths"])
+  steps = max((p["outputs"].shape[1] for p in packed if len(p["lengths"])),
+              default=converter.steps_per_bar * split_bars)
+
+  def stack(name, depth):
+    out = np.zeros((sum(len(p["lengths"]) for p in packed), steps, depth), np.float32)
+    at = 0
+    for p in packed:
+      part = p[name] if p[name] is not None else p["outputs"]
+      out[at:at + len(part), :part.shape[1]] = part
+      at += len(part)
+    return out
+
+  arrays = dict(outputs=stack("outputs", converter.output_depth),
+                controls=stack("controls", converter.control_depth))
+  arrays["inputs"] = (arrays["outputs"] if all(p["inputs"] is None for p in packed)
+                      else stack("inputs", converter.input_depth))
+  for name in ("lengths", "window"):
+    arrays[name] = np.concatenate([p[name] for p in packed] + [np.zeros(0, np.int32)])
   for field in METADATA_FIELDS:
     arrays[field] = (np.array(meta[field], np.int32) if field == "bpm"
                      else np.array(meta[field], dtype=str))
-  stats["examples"] = len(tensors)
+  stats["examples"] = len(arrays["lengths"])
   stats["files_skipped"] = dict(stats["files_skipped"])
   stats["windows_dropped"] = dict(stats["windows_dropped"])
   return arrays, stats
@@ -512,22 +538,23 @@ def load_groove_split(root: str | os.PathLike, split: str, converter: GrooveConv
   """
   split_bars = split_bars or converter.split_bars
   path = _cache_path(root, split, converter, split_bars, mode, seed, cache_dir)
-  if not path.exists():
-    arrays, stats = build_split(root, split, converter, split_bars, mode, seed,
-                                workers, progress)
-    _save(path, arrays, stats)
-  with np.load(path) as cached:
-    arrays = {k: cached[k] for k in cached.files}
-  if "inputs" not in arrays:
-    arrays["inputs"] = arrays["outputs"]
-  return arrays
+  if path.exists():
+    with np.load(path) as cached:
+      arrays = {k: cached[k] for k in cached.files}
+    if "inputs" not in arrays:
+      arrays["inputs"] = arrays["outputs"]
+    return arrays
+  arrays, stats = build_split(root, split, converter, split_bars, mode, seed, workers,
+                              progress)
+  _save(path, arrays, stats)
+  return dict(arrays, stats=np.array(json.dumps(stats)))
 
 
 def _save(path: pathlib.Path, arrays: dict[str, np.ndarray], stats: dict) -> None:
   """Atomic write; ``inputs`` is left out when it equals ``outputs``."""
   path.parent.mkdir(parents=True, exist_ok=True)
   arrays = dict(arrays, stats=np.array(json.dumps(stats)))
-  if np.array_equal(arrays["inputs"], arrays["outputs"]):
+  if arrays["inputs"] is arrays["outputs"]:
     del arrays["inputs"]
   with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
     np.savez(f, **arrays)

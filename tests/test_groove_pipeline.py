@@ -225,20 +225,27 @@ def test_window_counts_equal_tfds(groove_dir, split_bars):
 
 @pytest.mark.slow
 def test_fast_path_equals_reference_on_real_sample(groove_dir):
-  """A seeded sample of short real files of every split (the reference is slow)."""
+  """A seeded sample of real files of every split, 2- and 4-bar windows.
+
+  Mostly short files: the reference path deep-copies the whole file per window.
+  """
   rows = [r for rows in groove.read_split_index(groove_dir).values() for r in rows]
   sizes = np.array([(groove_dir / r["midi_filename"]).stat().st_size for r in rows])
-  candidates = np.flatnonzero(sizes < 6000)
-  sample = np.random.default_rng(0).choice(candidates, 60, replace=False)
+  rng = np.random.default_rng(0)
+  sample = np.r_[rng.choice(np.flatnonzero(sizes < 6000), 100, replace=False),
+                 rng.choice(np.flatnonzero((sizes >= 6000) & (sizes < 12000)), 6,
+                            replace=False)]
+  assert {rows[i]["split"] for i in sample} == set(groove.SPLITS)
   examples = 0
-  for i in sample:
+  for k, i in enumerate(sample):
+    split_bars = 2 + 2 * (k % 2)
+    converter = GrooveConverter(split_bars=split_bars)
     midi = (groove_dir / rows[i]["midi_filename"]).read_bytes()
-    reference = groove.reference_file_examples(midi, rows[i], 2, GrooveConverter(
-        split_bars=2))
-    assert_same_examples(groove.fast_file_examples(
-        midi, rows[i], 2, GrooveConverter(split_bars=2)), reference)
+    reference = groove.reference_file_examples(midi, rows[i], split_bars, converter)
+    assert_same_examples(
+        groove.fast_file_examples(midi, rows[i], split_bars, converter), reference)
     examples += len(reference.tensors)
-  assert examples > 100
+  assert examples > 300
 
 
 def test_reread_emulation_matches_pretty_midi_write_and_read():
