@@ -226,3 +226,37 @@ def test_bad_options_raise():
     OneHotMelodyConverter(chord_encoding="seventh")
   with pytest.raises(ValueError, match="min_pitch"):
     OneHotMelodyConverter(min_pitch=90, max_pitch=60)
+
+
+PICKUP_TUNE = """X:1
+T:Pickup test
+M:4/4
+L:1/8
+K:G
+D2|G2 B2 d2 g2|[GB]4 z2 A2-|A8|]
+"""
+
+
+def test_abc_tune_to_note_sequence():
+  """Pickup shifted onto the bar grid, chord notes kept, tied notes merged."""
+  music21 = pytest.importorskip("music21")
+  from pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
+  score = music21.converter.parseData(PICKUP_TUNE, format="abc")
+  ns = folk_melodies.score_to_note_sequence(score, collection="test", filename="t.abc")
+  assert [(n.pitch, n.start_time, n.end_time) for n in ns.notes] == [
+      (62, 1.5, 2.0), (67, 2.0, 2.5), (71, 2.5, 3.0), (74, 3.0, 3.5), (79, 3.5, 4.0),
+      (67, 4.0, 5.0), (71, 4.0, 5.0), (69, 5.5, 8.0)]
+  assert [(t.time, t.numerator, t.denominator) for t in ns.time_signatures] == [(0.0, 4, 4)]
+  assert ns.sequence_metadata.title == "Pickup test" and ns.collection_name == "test"
+  (seq,) = WHOLE.to_tensors(ns, Mode.EVAL).outputs
+  assert classes(seq)[12:17] == [62 - 19, 0, 0, 0, 67 - 19]  # pickup on beat 4 of bar 0
+
+
+def test_folk_cli_help():
+  pytest.importorskip("music21")
+  from pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
+  with pytest.raises(SystemExit) as exit_info:
+    folk_melodies.main(["--help"])
+  assert exit_info.value.code == 0
+  with pytest.raises(ValueError, match="no collection named"):
+    folk_melodies.corpus_files(["noSuchCollection"])
