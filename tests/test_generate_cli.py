@@ -1,0 +1,175 @@
+"""``python -m flax_musicvae.generate``: outputs of every mode, user errors exit 2 cleanly."""
+
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from note_seq.protobuf import music_pb2
+from scipy.io import wavfile
+
+from conftest import FIXTURES, ROOT
+from flax_musicvae import attributes
+from flax_musicvae import audio_taps
+from flax_musicvae import config_lib
+from flax_musicvae import generate
+from flax_musicvae import inference
+from flax_musicvae import render
+
+BEAT = sorted((FIXTURES / "groove").rglob("*_beat_*.mid"))[0]
+
+
+@pytest.fixture(scope="module")
+def workdirs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("runs")
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(inference, "CACHE_DIR", root / "cache")
+    out = {}
+    for name in ("groove_2bar_humanize", "groove_2bar_tap_fixed_velocity"):
+      cfg = config_lib.tiny(importlib.import_module(f"configs.{name}").get_config())
+      out[name] = str(inference.MusicVAEModel.init_random(cfg, seed=2).save(root / name))
+    yield out
+
+
+def bars_of_beat(path, bars: int, start_bar: int = 0):
+  """Notes of the Groove beat that quantize into ``bars`` bars, written as a MIDI file."""
+  ns = inference.read_midi(BEAT)
+  step = 15.0 / ns.tempos[0].qpm
+  out = music_pb2.NoteSequence()
+  out.CopyFrom(ns)
+  del out.notes[:]
+  for note in ns.notes:
+    t = note.start_time - start_bar * 16 * step
+    if t >= 0 and round(t / step) < 16 * bars:
+      out.notes.add().CopyFrom(note)
+      out.notes[-1].start_time, out.notes[-1].end_time = t, t + step
+  out.total_time = 16 * bars * step
+  return render.write_midi(out, path)
+
+
+def run(capsys, *argv):
+  """Runs the CLI in-process: (exit code, stdout, stderr)."""
+  try:
+    code = generate.main(list(argv))
+  except SystemExit as e:
+    code = e.code
+  captured = capsys.readouterr()
+  return code, captured.out, captured.err
+
+
+def written(out: str, suffix: str) -> list[str]:
+  return [line.split(" ", 1)[1] for line in out.splitlines()
+          if line.startswith("wrote ") and line.endswith(suffix)]
+
+
+def test_help_lists_modes():
+  res = subprocess.run([sys.executable, "-m", "flax_musicvae.generate", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
+  for mode in generate.MODES:
+    assert mode in res.stdout
+  assert "--input_wav" in res.stdout and "exit with status 2" in res.stdout
+
+
+def test_sample_writes_midi_and_png_deterministically(workdirs, capsys, tmp_path):
+  args = ["--workdir", workdirs["groove_2bar_humanize"], "--mode=sample", "--num_outputs=2",
+          "--seed=4"]
+  code, out, _ = run(capsys, *args, f"--output_dir={tmp_path / 'a'}")
+  assert code == 0
+  mids, pngs = written(out, ".mid"), written(out, ".png")
+  assert len(mids) == 2 and len(pngs) == 1
+  assert "groovae_2bar_humanize_sample_" in mids[0] and mids[0].endswith("-001-of-002.mid")
+  assert open(pngs[0], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  ns = inference.read_midi(mids[0])
+  assert ns.tempos[0].qpm == pytest.approx(120) and all(n.is_drum for n in ns.notes)
+  _, again, _ = run(capsys, *args, f"--output_dir={tmp_path / 'b'}", "--no-png")
+  assert not written(again, ".png")
+  for a, b in zip(mids, written(again, ".mid")):
+    assert inference.read_midi(a).notes == inference.read_midi(b).notes
+
+
+def test_interpolate_and_encode(workdirs, capsys, tmp_path):
+  a = bars_of_beat(tmp_path / "a.mid", 2)
+  b = bars_of_beat(tmp_path / "b.mid", 2, start_bar=4)
+  code, out, _ = run(capsys, "--workdir", workdirs["groove_2bar_humanize"],
+                     "--mode=interpolate", f"--input_midi_1={a}", f"--input_midi_2={b}",
+                     "--num_steps=3", "--method=lerp", f"--output_dir={tmp_path}")
+  assert code == 0 and len(written(out, ".mid")) == 3 and len(written(out, ".png")) == 1
+  code, out, _ = run(capsys, "--workdir", workdirs["groove_2bar_humanize"], "--mode=encode",
+                     f"--input_midi_1={a}", f"--input_midi_2={b}", f"--output_dir={tmp_path}")
+  assert code == 0
+  (npz,) = [w.split(" ")[1] for w in out.splitlines() if w.startswith("wrote ")]
+  with np.load(npz) as f:
+    assert f["z"].shape == f["mu"].shape == (2, 4)
+
+
+def test_interpolate_long_input_writes_candidates(workdirs, capsys, tmp_path):
+  long = bars_of_beat(tmp_path / "long.mid", 4)
+  code, out, err = run(capsys, "--workdir", workdirs["groove_2bar_humanize"],
+                       "--mode=interpolate", f"--input_midi_1={long}",
+                       f"--input_midi_2={long}", f"--output_dir={tmp_path}")
+  assert code == 2 and err.startswith("error: ") and "2 candidate windows" in err
+  assert len([m for m in written(out, ".mid") if "_candidates-" in m]) == 2
+
+
+def test_humanize_long_input(workdirs, capsys, tmp_path):
+  src = bars_of_beat(tmp_path / "in.mid", 5)
+  code, out, _ = run(capsys, "--workdir", workdirs["groove_2bar_humanize"], "--mode=humanize",
+                     f"--input_midi_1={src}", f"--output_dir={tmp_path}", "--wav")
+  assert code == 0
+  (mid,) = written(out, ".mid")
+  ns = inference.read_midi(mid)
+  assert ns.tempos[0].qpm == pytest.approx(inference.read_midi(src).tempos[0].qpm, rel=1e-4)
+  if render.wav_unavailable_reason():
+    assert "WAV skipped" in out
+  else:
+    assert written(out, ".wav")
+
+
+def test_drumify_from_wav(workdirs, capsys, tmp_path):
+  times = 0.125 * np.array([0, 4, 6, 8, 12, 16, 20, 22, 24, 28])
+  wav = tmp_path / "taps.wav"
+  wavfile.write(wav, 16000, audio_taps.click_track(times + 0.01, 16000).astype(np.float32))
+  code, out, _ = run(capsys, "--workdir", workdirs["groove_2bar_tap_fixed_velocity"],
+                     "--mode=drumify", f"--input_wav={wav}", "--qpm=120",
+                     f"--output_dir={tmp_path}", "--no-png")
+  assert code == 0 and "detected 10 taps" in out
+  assert len(written(out, ".mid")) == 2  # the taps and the drums
+
+
+def test_attribute_apply(workdirs, capsys, tmp_path):
+  vec = attributes.AttributeVector("note_density", np.ones(4, np.float32), {"n": 1})
+  path = vec.save(tmp_path / "density.npz")
+  src = bars_of_beat(tmp_path / "in.mid", 2)
+  code, out, _ = run(capsys, "--workdir", workdirs["groove_2bar_humanize"],
+                     "--mode=attribute", f"--attribute_file={path}", f"--input_midi_1={src}",
+                     "--strength", "-1", "0", "1", f"--output_dir={tmp_path}")
+  assert code == 0 and len(written(out, ".mid")) == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mode=humanize"], "needs 1 input"),
+    (["--mode=humanize", "--input_midi_1={junk}"], "not a MIDI file"),
+    (["--mode=humanize", "--input_midi_1={empty}"], "empty"),
+    (["--mode=drumify", "--input_midi_1={beat}"], "tap"),
+    (["--mode=sample", "--temperature=-1"], "temperature"),
+    (["--mode=sample", "--chords=C,G"], "not chord-conditioned"),
+    (["--mode=attribute"], "--attribute=NAME"),
+])
+def test_user_errors_exit_2(workdirs, capsys, tmp_path, argv, message):
+  (tmp_path / "junk.mid").write_text("hello")
+  (tmp_path / "empty.mid").write_bytes(b"")
+  files = {"junk": tmp_path / "junk.mid", "empty": tmp_path / "empty.mid", "beat": BEAT}
+  argv = [a.format(**files) for a in argv]
+  code, _, err = run(capsys, "--workdir", workdirs["groove_2bar_humanize"],
+                     f"--output_dir={tmp_path}", *argv)
+  assert code == 2 and err.startswith("error: ") and message in err
+
+
+def test_missing_workdir_has_no_traceback(tmp_path):
+  res = subprocess.run([sys.executable, "-m", "flax_musicvae.generate",
+                        f"--workdir={tmp_path / 'nope'}", "--mode=sample"], cwd=ROOT,
+                       capture_output=True, text=True)
+  assert res.returncode == 2
+  assert "error: " in res.stderr and "config.json" in res.stderr
+  assert "Traceback" not in res.stderr
