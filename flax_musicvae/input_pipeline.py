@@ -14,6 +14,7 @@ and resuming at step ``s`` continues the identical sequence. With several hosts,
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import pathlib
 import queue
@@ -43,21 +44,68 @@ def build_converter(data_cfg: ml_collections.ConfigDict):
 
 
 def load_split(config: ml_collections.ConfigDict, split: str) -> Batch:
-  """Arrays of one split of ``config.data.dataset`` (``groove`` or ``tfds``)."""
+  """Arrays of one split of ``config.data.dataset`` (``groove`` or ``tfds``).
+
+  The training split is converted in the converter's train mode (seeded by
+  ``train.seed``), the others in eval mode, as Magenta does.
+  """
   data_cfg = config.data
   converter = build_converter(data_cfg)
+  mode = "train" if split == "train" else "eval"
   if data_cfg.dataset == "groove":
     from pipelines import groove  # pylint: disable=g-import-not-at-top
     arrays = groove.load_groove_split(
-        resolve_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir))
+        resolve_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
+        mode=mode, seed=config.train.seed, progress=jax.process_index() == 0)
   elif data_cfg.dataset == "tfds":
-    from pipelines import tfds_groove  # pylint: disable=g-import-not-at-top
-    arrays = tfds_groove.load_arrays(
-        data_cfg.tfds_name, split, converter, resolve_path(data_cfg.cache_dir),
-        source_dir=resolve_path(data_cfg.path).parent if data_cfg.path else None)
+    arrays = load_tfds_split(data_cfg, split, converter, mode, config.train.seed)
   else:
     raise ValueError(f"data.dataset must be 'groove' or 'tfds', got {data_cfg.dataset!r}")
   return {k: np.asarray(arrays[k]) for k in FIELDS}
+
+
+def _stack(tensors, depth: int, steps: int) -> np.ndarray:
+  out = np.zeros((len(tensors), steps, depth), np.float32)
+  for i, t in enumerate(tensors):
+    out[i, :len(t)] = t
+  return out
+
+
+def load_tfds_split(data_cfg: ml_collections.ConfigDict, split: str, converter, mode: str,
+                    seed: int) -> Batch:
+  """``data.tfds_name`` (e.g. ``groove/4bar-midionly``) through tensorflow-datasets.
+
+  Each record's MIDI goes through the converter, as Magenta's ``--tfds_name`` input does;
+  the arrays are cached in ``data.cache_dir``. With ``data.path`` set, tfds is fed that
+  local copy of the dataset instead of downloading it (``pipelines.tfds_groove``).
+  """
+  cache_dir = resolve_path(data_cfg.cache_dir)
+  key = hashlib.sha256(repr((data_cfg.tfds_name, split, repr(converter), mode, seed,
+                             data_cfg.path)).encode()).hexdigest()[:20]
+  cache = cache_dir / f"tfds_{data_cfg.tfds_name.replace('/', '_')}_{split}_{key}.npz"
+  if cache.exists():
+    with np.load(cache) as cached:
+      return {k: cached[k] for k in FIELDS}
+  import note_seq  # pylint: disable=g-import-not-at-top
+  from pipelines import tfds_groove  # pylint: disable=g-import-not-at-top
+  local = {"source_dir": resolve_path(data_cfg.path)} if data_cfg.path else {}
+  dataset = tfds_groove.load(data_cfg.tfds_name, split, cache_dir / "tfds", **local)
+  rng = np.random.default_rng(seed)
+  examples = []
+  for record in dataset.as_numpy_iterator():
+    ns = note_seq.midi_to_note_sequence(record["midi"])
+    examples.append(converter.to_tensors(ns, mode, rng))
+  inputs = [x for e in examples for x in e.inputs]
+  outputs = [x for e in examples for x in e.outputs]
+  controls = [x for e in examples for x in e.controls]
+  lengths = np.array([n for e in examples for n in e.lengths], np.int32)
+  steps = int(lengths.max(initial=1))
+  arrays = {"inputs": _stack(inputs, converter.input_depth, steps),
+            "outputs": _stack(outputs, converter.output_depth, steps),
+            "controls": _stack(controls, converter.control_depth, steps), "lengths": lengths}
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  np.savez(cache, **arrays)
+  return arrays
 
 
 def num_examples(arrays: Batch) -> int:
