@@ -184,31 +184,35 @@ class GrooveConverter(Converter):
       unknown = sorted({int(p) for p in pitches if not 0 <= p < 128 or lookup[p] < 0})
       raise ValueError(f"drum pitches {unknown} belong to no pitch class of "
                        f"{self.classes_for(mode)}")
-    hits, vels, offsets = self._grid(steps, lookup[pitches], velocities,
-                                     start_times, qpm)
-    return self._examples(hits, vels, offsets, rng)
+    grid = self._grid(steps, lookup[pitches], velocities, start_times, qpm)
+    return self._examples(grid, rng)
 
-  def _grid(self, steps, classes, velocities, start_times, qpm):
-    """Full-performance ``[steps, num_drums]`` hit, velocity and offset grids."""
+  def _grid(self, steps, classes, velocities, start_times, qpm) -> np.ndarray:
+    """Full performance ``[steps, 3, num_drums]``: hit, velocity and offset grids."""
     step_length = 60.0 / qpm / self.steps_per_quarter
     total_bars = int(np.ceil((steps.max() + 1) / self.steps_per_bar))
-    shape = (self.steps_per_bar * total_bars, self.num_drums)
     # Loudest note per (step, class); the first one among equally loud notes.
-    order = np.lexsort((np.arange(len(steps)), -velocities, classes, steps))
-    s, c = steps[order], classes[order]
-    first = np.ones(len(order), bool)
-    first[1:] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
-    kept = order[first]
-    hits, vels, offsets = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    at = (steps[kept], classes[kept])
-    hits[at] = 1.0
-    vels[at] = velocities[kept] / 127.0
-    offsets[at] = (step_length * steps[kept] - start_times[kept]) / step_length * 2
-    return hits, vels, offsets
+    loudness = velocities.max() - velocities
+    key = (steps * self.num_drums + classes) * (loudness.max() + 1) + loudness
+    order = np.argsort(key, kind="stable")
+    cell = key[order] // (loudness.max() + 1)
+    kept = order[np.r_[True, cell[1:] != cell[:-1]]]
+    grid = np.zeros((self.steps_per_bar * total_bars, 3, self.num_drums))
+    at = steps[kept], classes[kept]
+    grid[at[0], 0, at[1]] = 1.0
+    grid[at[0], 1, at[1]] = velocities[kept] / 127.0
+    grid[at[0], 2, at[1]] = (
+        step_length * steps[kept] - start_times[kept]) / step_length * 2
+    return grid
 
-  def _corrupt_inputs(self, hits, vels, offsets, rng):
-    """Encoder inputs: the grids after dropout, tapify, humanize, etc."""
-    in_hits, in_vels, in_offsets = hits.copy(), vels.copy(), offsets.copy()
+  def _corrupt_inputs(self, grid: np.ndarray, rng) -> np.ndarray:
+    """Encoder inputs: the grid after dropout, tapify, humanize, etc. (``grid``
+    itself when no corruption is configured)."""
+    if not (self.max_note_dropout_probability is not None or self.tapify or
+            self.humanize or self.fixed_velocities or self.add_instruments):
+      return grid
+    corrupted = grid.copy()
+    in_hits, in_vels, in_offsets = corrupted[:, 0], corrupted[:, 1], corrupted[:, 2]
     if self.max_note_dropout_probability is not None:
       if rng is None:
         raise ValueError("note dropout is random: pass rng=np.random.Generator")
@@ -218,31 +222,33 @@ class GrooveConverter(Converter):
       in_vels *= keep
       in_offsets *= keep
     if self.tapify:
-      loudest = (np.arange(len(hits)), np.argmax(in_vels, axis=1))
-      for grid, source in ((in_hits, hits), (in_vels, vels), (in_offsets, offsets)):
-        grid[:] = 0
-        grid[:, _TAP_CLASS] = source[loudest]
+      loudest = (np.arange(len(grid)), np.argmax(in_vels, axis=1))
+      for feature in range(3):
+        source = grid[:, feature][loudest]
+        corrupted[:, feature] = 0
+        corrupted[:, feature, _TAP_CLASS] = source
     if self.humanize:
       in_vels[:] = 0
       in_offsets[:] = 0
     if self.fixed_velocities:
       in_vels[:] = 0
     if self.add_instruments:
-      for grid in (in_hits, in_vels, in_offsets):
-        grid[:, list(self.add_instruments)] = 0
-    return in_hits, in_vels, in_offsets
+      corrupted[:, :, list(self.add_instruments)] = 0
+    return corrupted
 
-  def _examples(self, hits, vels, offsets, rng) -> ConverterTensors:
-    outputs = np.concatenate([hits, vels, offsets], axis=1).astype(np.float32)
-    inputs = np.concatenate(self._corrupt_inputs(hits, vels, offsets, rng),
-                            axis=1).astype(np.float32)
-    controls = (hits.astype(np.float32) if self.hits_as_controls
-                else np.zeros((len(hits), 0), np.float32))
+  def _examples(self, grid: np.ndarray, rng) -> ConverterTensors:
+    steps = len(grid)
+    outputs = grid.reshape(steps, -1).astype(np.float32)
+    corrupted = self._corrupt_inputs(grid, rng)
+    inputs = (outputs if corrupted is grid
+              else corrupted.reshape(steps, -1).astype(np.float32))
+    controls = (grid[:, 0].astype(np.float32) if self.hits_as_controls
+                else np.zeros((steps, 0), np.float32))
     if self.split_bars:
       window = self.steps_per_bar * self.split_bars
-      starts = range(0, len(hits) - window + 1, self.hop_size or window)
+      starts = range(0, steps - window + 1, self.hop_size or window)
     else:
-      window, starts = len(hits), [0]
+      window, starts = steps, [0]
     pick = lambda a: [a[s:s + window] for s in starts]  # noqa: E731
     return ConverterTensors(pick(inputs), pick(outputs), pick(controls),
                             [window] * len(starts))
