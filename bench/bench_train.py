@@ -1,0 +1,142 @@
+"""Training throughput of a full-size model on this machine (default groove_4bar, batch 64).
+
+Times the real training path (background prefetch, device transfer, the jitted sharded
+train step) on the cached Groove train split, after a warm-up that includes the compile.
+The model's matmul FLOPs per example are counted analytically (LSTM gate matmuls,
+posterior, initial-state and output projections; backward = 2x forward) and compared
+with the machine's peak measured on a large float32 ``jnp.dot``. The original Magenta
+does 64-100 examples/s on this kind of machine (reference README).
+
+  python bench/bench_train.py [--config groove_4bar] [--batch_size 64] [--steps 30]
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+
+from flax_musicvae import input_pipeline
+from flax_musicvae import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MAGENTA_EXAMPLES_PER_SECOND = (64, 100)
+
+
+def load_config(name: str):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _lstm_flops(inputs: int, sizes, steps: int) -> int:
+  """Forward matmul FLOPs of an LSTM stack: per layer and step 2 * (in + h) * 4h."""
+  flops = 0
+  for h in sizes:
+    flops += 2 * (inputs + h) * 4 * h * steps
+    inputs = h
+  return flops
+
+
+def forward_flops_per_example(m) -> int:
+  """Matmul FLOPs of one flat-decoder example (bidirectional encoder), forward pass."""
+  if m.encoder != "bidirectional" or m.decoder == "hierarchical":
+    raise ValueError("analytic count implemented for flat decoders + bidirectional encoder")
+  steps, enc, dec = m.max_seq_len, tuple(m.enc_rnn_size), tuple(m.dec_rnn_size)
+  flops, inputs = 0, m.input_depth + m.control_depth
+  for h in enc:  # both directions; a layer's input is both directions of the previous one
+    flops += 2 * _lstm_flops(inputs, (h,), steps)
+    inputs = 2 * h
+  flops += 2 * (2 * 2 * enc[-1] * m.z_size)                   # mu, sigma
+  flops += 2 * m.z_size * sum(2 * h for h in dec)              # z -> initial state
+  flops += _lstm_flops(m.output_depth + m.z_size + m.control_depth, dec, steps)
+  flops += 2 * dec[-1] * m.output_depth * steps                # output projection
+  return flops
+
+
+def peak_flops(n: int = 2048, repeats: int = 10) -> float:
+  """Best float32 matmul FLOP/s of ``jnp.dot`` on [n, n] x [n, n]."""
+  a = jnp.ones((n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best
+
+
+def time_training(config, train_data, steps: int, warmup: int) -> dict:
+  workdir = pathlib.Path("/tmp/bench_train_unused")
+  setup = train._setup(config, workdir, train_data)  # pylint: disable=protected-access
+  setup.manager.close()
+  step_fn = train.make_train_step(config, setup.model, setup.tx, setup.mesh)
+  _, batch_sharding = train._shardings(setup.mesh)  # pylint: disable=protected-access
+  batches = input_pipeline.train_batches(train_data, config.train.batch_size, 0)
+  state = setup.state
+  with input_pipeline.Prefetcher(
+      batches, lambda b: input_pipeline.shard_batch(b, batch_sharding)) as prefetched:
+    start = time.perf_counter()
+    for _ in range(warmup):
+      state, metrics = step_fn(state, next(prefetched))
+    jax.block_until_ready(metrics)
+    warmup_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = step_fn(state, next(prefetched))
+    jax.block_until_ready(metrics)
+    seconds = time.perf_counter() - start
+  return {"warmup_steps": warmup, "warmup_seconds_incl_compile": warmup_seconds,
+          "timed_steps": steps, "seconds": seconds, "final_loss": float(metrics["loss"])}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--config", default="groove_4bar")
+  parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--steps", type=int, default=30)
+  parser.add_argument("--warmup", type=int, default=3)
+  parser.add_argument("--compute_dtype", default="float32")
+  parser.add_argument("--output", default=None)
+  args = parser.parse_args()
+
+  config = load_config(args.config)
+  config.train.batch_size = args.batch_size
+  config.train.compute_dtype = args.compute_dtype
+  train_data = input_pipeline.load_split(config, "train")
+  timing = time_training(config, train_data, args.steps, args.warmup)
+  steps_per_second = timing["timed_steps"] / timing["seconds"]
+  examples_per_second = steps_per_second * args.batch_size
+  flops_per_example = 3 * forward_flops_per_example(config.model)
+  peak = peak_flops()
+  achieved = examples_per_second * flops_per_example
+  result = {
+      "config": args.config, "batch_size": args.batch_size,
+      "compute_dtype": args.compute_dtype, **timing,
+      "steps_per_second": steps_per_second, "examples_per_second": examples_per_second,
+      "magenta_examples_per_second": MAGENTA_EXAMPLES_PER_SECOND,
+      "speedup_vs_magenta": [examples_per_second / m for m in MAGENTA_EXAMPLES_PER_SECOND],
+      "train_matmul_flops_per_example": flops_per_example,
+      "achieved_flops_per_second": achieved,
+      "peak_matmul_flops_per_second": peak, "fraction_of_peak": achieved / peak,
+      "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+      "cpu_count": os.cpu_count(), "cpu_affinity": sorted(os.sched_getaffinity(0)),
+      "load_average_1_5_15": os.getloadavg(), "machine": platform.machine(),
+      "processor": platform.processor(),
+  }
+  out = pathlib.Path(args.output or
+                     ROOT / "bench" / "results" / f"train_{args.config}_cpu.json")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(result, indent=1) + "\n")
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+  main()
