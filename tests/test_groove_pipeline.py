@@ -152,6 +152,12 @@ def test_load_groove_split_caches_and_keys(tmp_path, monkeypatch):
   assert set(arrays["lengths"]) == {64}
   assert set(arrays["style"]) == {"latin/brazilian-baiao"} and set(arrays["bpm"]) == {95}
   assert list(arrays["window"]) == list(range(9))
+  # The arrays are the reference path's examples, in file and window order.
+  rows = groove.read_split_index(GROOVE_FIXTURES)["validation"]
+  reference = [t for r in rows for t in groove.reference_file_examples(
+      (GROOVE_FIXTURES / r["midi_filename"]).read_bytes(), r, 4,
+      CONVERTER).tensors.outputs]
+  np.testing.assert_array_equal(arrays["outputs"], np.stack(reference))
   # Second call: read from the cache, nothing rebuilt.
   monkeypatch.setattr(groove, "build_split", lambda *a, **k: pytest.fail("rebuilt"))
   again = groove.load_groove_split(GROOVE_FIXTURES, "validation", CONVERTER, tmp_path)
