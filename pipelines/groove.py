@@ -83,6 +83,13 @@ class _Source:
       return self._zip.read(self._prefix + name)
     return (self._folder / name).read_bytes()
 
+  def read_midi(self, name: str) -> bytes | None:
+    """A listed MIDI file's bytes; ``None`` when it is missing."""
+    try:
+      return self.read(name)
+    except (OSError, KeyError):
+      return None
+
 
 def read_split_index(root: str | os.PathLike) -> dict[str, list[dict]]:
   """The official split: info.csv rows grouped by their ``split``, in file order."""
@@ -382,20 +389,27 @@ def _fast_window_notes(data, table, t0, t1, length, new_scale, read_scale,
 
 # ------------------------------------------------------------- split build --
 def _file_examples(args) -> tuple[int, dict | None, str | None]:
-  """Worker: one file's packed examples (fast path, else reference) or its error."""
+  """Worker: one file's packed examples or why it was skipped.
+
+  The fast path is tried first; files it does not cover, or cannot decode, go
+  through the reference path, whose failure skips the file.
+  """
   index, midi, row, split_bars, converter, mode, seed = args
-  result = None
+  if midi is None:
+    return index, None, "missing_file"
+  result, fast_error = None, None
   try:
     result = fast_file_examples(midi, row, split_bars, converter, mode,
                                 np.random.default_rng([seed, index]))
-  except midi_fast.MidiError:
-    pass
+  except Exception as e:  # pylint: disable=broad-except
+    fast_error = e  # the reference path decides
   if result is None:
     try:
       result = reference_file_examples(midi, row, split_bars, converter, mode,
                                        np.random.default_rng([seed, index]))
     except Exception as e:  # pylint: disable=broad-except
-      return index, None, f"unreadable_midi: {type(e).__name__}: {e}"
+      error = fast_error if isinstance(fast_error, midi_fast.MidiError) else e
+      return index, None, f"unreadable: {type(error).__name__}: {error}"
   return index, _pack(result, converter), None
 
 
@@ -462,7 +476,7 @@ def build_split(root: str | os.PathLike, split: str, converter: GrooveConverter,
   split_bars = split_bars or converter.split_bars
   if not split_bars:
     raise ValueError("pass split_bars (2 or 4, as tfds) or a converter with split_bars")
-  tasks = [(i, source.read(r["midi_filename"]), r, split_bars, converter, Mode(mode),
+  tasks = [(i, source.read_midi(r["midi_filename"]), r, split_bars, converter, Mode(mode),
             seed) for i, r in enumerate(rows)]
   results = _run(tasks, workers, progress, desc=f"groove {split}")
   return _assemble(rows, results, converter, split_bars)
@@ -536,7 +550,7 @@ def _cache_path(root, split, converter, split_bars, mode, seed, cache_dir) -> pa
       mode=Mode(mode).value, seed=seed)).encode())
   digest.update(source.read("info.csv"))
   for row in read_split_index(root).get(split, []):
-    digest.update(source.read(row["midi_filename"]))
+    digest.update(source.read_midi(row["midi_filename"]) or b"<missing>")
   return (pathlib.Path(cache_dir) /
           f"groove_{split}_{split_bars}bar_{digest.hexdigest()[:20]}.npz")
 

@@ -201,9 +201,15 @@ def test_corrupt_midi_is_skipped_and_counted(tmp_path):
   arrays = groove.load_groove_split(root, "validation", CONVERTER, tmp_path / "cache",
                                     workers=2)
   stats = json.loads(str(arrays["stats"]))
-  assert sum(stats["files_skipped"].values()) == 2
-  assert all(reason.startswith("unreadable_midi") for reason in stats["files_skipped"])
+  assert stats["files_skipped"] == {
+      "unreadable: MidiError: MThd not found: not a MIDI file": 1,
+      "unreadable: MidiError: track 0 is truncated": 1}
   assert stats["examples"] == len(arrays["outputs"]) == 0
+  # A file listed in info.csv but absent is skipped too.
+  (root / rows[0]["midi_filename"]).unlink()
+  stats = json.loads(str(groove.load_groove_split(
+      root, "validation", CONVERTER, tmp_path / "cache", workers=1)["stats"]))
+  assert stats["files_skipped"]["missing_file"] == 1
 
 
 def test_cli_help_and_build(tmp_path, capsys):
