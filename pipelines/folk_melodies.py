@@ -60,6 +60,7 @@ class SkipReason(str, enum.Enum):
   PARSE_ERROR = "parse_error"  # music21 could not parse the file
   CONVERSION_ERROR = "conversion_error"  # parsed, but a tune could not be converted
   NO_NOTES = "no_notes"  # a tune without any sounding note
+  NOT_IN_CACHE = "not_in_cache"  # --cache_only and the file was not converted yet
 
 
 def corpus_files(collections_: Sequence[str]) -> list[pathlib.Path]:
@@ -185,14 +186,36 @@ def _collection_of(path: pathlib.Path, names: Sequence[str]) -> str:
 
 def iter_corpus(collections_: Sequence[str], cache_dir: pathlib.Path | None,
                 skips: collections.Counter, limit_files: int | None = None,
-                progress: bool = True) -> Iterator[music_pb2.NoteSequence]:
-  """NoteSequences of every tune; skip counts are accumulated into ``skips``."""
+                progress: bool = True, cache_only: bool = False
+                ) -> Iterator[music_pb2.NoteSequence]:
+  """NoteSequences of every tune; skip counts are accumulated into ``skips``.
+
+  ``cache_only`` reads what an earlier (maybe unfinished) run cached and counts the
+  other files as ``not_in_cache`` instead of parsing them.
+  """
+  if cache_only and cache_dir is None:
+    raise ValueError("cache_only needs a cache_dir")
   files = corpus_files(collections_)[:limit_files]
   for path in tqdm.tqdm(files, desc="abc files", unit="file", disable=not progress):
-    sequences, file_skips = cached_convert_file(path, _collection_of(path, collections_),
-                                                cache_dir)
+    collection = _collection_of(path, collections_)
+    if cache_only and not all(p.exists() for p in _cache_paths(cache_dir, path, collection)):
+      skips[SkipReason.NOT_IN_CACHE.value] += 1
+      continue
+    sequences, file_skips = cached_convert_file(path, collection, cache_dir)
     skips.update(file_skips)
     yield from sequences
+
+
+def main_time_signature(ns: music_pb2.NoteSequence) -> str:
+  """The time signature in effect for the longest time (``'none'`` without any)."""
+  signatures = sorted(ns.time_signatures, key=lambda ts: ts.time)
+  if not signatures:
+    return "none"
+  ends = [ts.time for ts in signatures[1:]] + [max(ns.total_time, signatures[-1].time)]
+  spans = collections.Counter()
+  for ts, end in zip(signatures, ends):
+    spans[f"{ts.numerator}/{ts.denominator}"] += end - ts.time
+  return spans.most_common(1)[0][0]
 
 
 def count_windows(sequences: Iterable[music_pb2.NoteSequence], seed: int = 0,
@@ -205,8 +228,7 @@ def count_windows(sequences: Iterable[music_pb2.NoteSequence], seed: int = 0,
   seconds = dict.fromkeys(CONVERTERS, 0.0)
   signatures = collections.Counter()
   for ns in tqdm.tqdm(sequences, desc="windows", unit="tune", disable=not progress):
-    ts = ns.time_signatures
-    signatures["/".join(map(str, (ts[0].numerator, ts[0].denominator))) if ts else "none"] += 1
+    signatures[main_time_signature(ns)] += 1
     for name, converter in CONVERTERS.items():
       start = time.perf_counter()
       everything = uncapped[name].to_tensors(ns, Mode.EVAL)
@@ -215,7 +237,7 @@ def count_windows(sequences: Iterable[music_pb2.NoteSequence], seed: int = 0,
       stats[name]["sequences_with_windows"] += bool(len(everything))
       stats[name]["windows"] += len(everything)
       stats[name]["train_windows_sampled"] += len(sampled)
-  return {"time_signatures": dict(signatures.most_common()),
+  return {"main_time_signatures": dict(signatures.most_common()),
           "converters": {name: dict(stats[name], seconds=round(seconds[name], 2))
                          for name in CONVERTERS}}
 
@@ -232,13 +254,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       help="write counts and timings to this JSON file")
   parser.add_argument("--limit_files", type=int, default=None,
                       help="convert only the first N ABC files (for quick runs)")
+  parser.add_argument("--cache_only", action="store_true",
+                      help="only read files already in --cache_dir (report a partial run)")
   parser.add_argument("--no_progress", action="store_true")
   args = parser.parse_args(argv)
 
   skips = collections.Counter()
   start = time.perf_counter()
   sequences = list(iter_corpus(args.collections, args.cache_dir, skips, args.limit_files,
-                               progress=not args.no_progress))
+                               progress=not args.no_progress, cache_only=args.cache_only))
   convert_seconds = time.perf_counter() - start
   if args.output_file:
     note_sequence_io.write_note_sequences(args.output_file, sequences)
@@ -247,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                            *(sys.argv[1:] if argv is None else argv)]),
       "collections": args.collections,
       "tunes": len(sequences),
+      "tunes_per_collection": dict(collections.Counter(ns.collection_name for ns in sequences)),
       "skipped": dict(skips),
       "convert_seconds": round(convert_seconds, 1),
       "cache_dir": str(args.cache_dir) if args.cache_dir else None,
