@@ -34,7 +34,8 @@ def _melody_track(start: int, conv, program: int, channel: int) -> dict[str, Any
 
 def _drums_track(start: int, conv) -> dict[str, Any]:
   return {"type": "drums", "start": start, "depth": conv.output_depth,
-          "pitches": [c[0] for c in conv.pitch_classes], "roll": conv.roll_output,
+          "pitches": [c[0] for c in conv.pitch_classes],
+          "pitch_classes": [list(c) for c in conv.pitch_classes], "roll": conv.roll_output,
           "channel": drums_lib.DRUM_INSTRUMENT, "velocity": drums_lib.OUTPUT_VELOCITY}
 
 
@@ -56,6 +57,7 @@ def tracks(data_cfg: ml_collections.ConfigDict) -> list[dict[str, Any]]:
   if kind == "groove":
     return [{"type": "groove", "start": 0, "depth": conv.output_depth,
              "pitches": [c[0] for c in conv.inference_pitch_classes],
+             "pitch_classes": [list(c) for c in conv.inference_pitch_classes],
              "channel": drums_lib.DRUM_INSTRUMENT}]
   raise NotImplementedError(f"no MIDI description for converter {kind!r}")
 
