@@ -1,7 +1,10 @@
 """A small Standard MIDI File reader that reproduces what pretty_midi loads, fast.
 
 ``note_seq.midi_file_to_note_sequence`` goes through mido and pretty_midi (about
-0.1-0.2 s per Groove file). ``read_midi`` decodes the bytes in one pass and applies
+0.1-0.2 s per Groove file). ``read_midi`` decodes each track with numpy (the event
+boundaries come from per-byte tables walked once; note pairing is vectorised per
+pitch, with an exact per-event replay for pitches whose on/off events do not simply
+alternate) and falls back to a per-event loop for unusual tracks. It applies
 pretty_midi's rules: absolute ticks, tempo map from track 0 (only the last tempo at
 tick 0 and later changes that alter the tempo), instruments keyed by (program,
 channel, track), note-on/off pairing (a note-off closes every open note of that
@@ -240,7 +243,7 @@ def _status_tables() -> tuple[np.ndarray, np.ndarray]:
 
   Codes: -1 running status (a data byte), 3 meta event, otherwise the data length
   later running-status events get (0: none allowed after sysex/system messages).
-  Undefined status bytes get a data length of -(n + 2), which breaks the chain.
+  Undefined status bytes get a hugely negative length, which breaks the chain.
   """
   code = np.full(256, -1, np.int64)
   length = np.full(256, -(1 << 40), np.int64)
@@ -250,7 +253,6 @@ def _status_tables() -> tuple[np.ndarray, np.ndarray]:
     code[status], length[status] = 0, n
   code[[0xF0, 0xF7, 0xF4, 0xF5, 0xF9, 0xFD]] = 0
   code[0xFF] = 3
-  length[:0x80] = 1  # running status: the first data byte is at q
   return code, length
 
 
