@@ -3,7 +3,8 @@
 Onset detection in numpy/scipy: a novelty curve that sums the half-wave rectified
 frame-to-frame increase of log spectral magnitude (spectral flux) and of log frame
 energy, then peak picking (local maximum, above a moving average plus a threshold,
-at least ``min_gap`` apart). Tap strength -> MIDI velocity.
+at least ``min_gap`` apart). Tap strength -> MIDI velocity. scipy is imported where used,
+so importing this module (e.g. for ``AudioError``) stays cheap.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from scipy import signal
-from scipy.io import wavfile
 
 TAP_PITCH = 36
 
@@ -23,6 +22,7 @@ class AudioError(ValueError):
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
   """Mono float samples in [-1, 1] and the sample rate."""
+  from scipy.io import wavfile  # pylint: disable=g-import-not-at-top
   try:
     rate, data = wavfile.read(path)
   except (ValueError, OSError) as e:
@@ -43,6 +43,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 def novelty(audio: np.ndarray, rate: int, hop: float = 0.005, window: float = 0.023
             ) -> tuple[np.ndarray, float]:
   """Onset novelty per frame (normalised to max 1) and the frame rate."""
+  from scipy import signal  # pylint: disable=g-import-not-at-top
   hop_n = max(1, int(round(hop * rate)))
   win_n = max(hop_n * 2, int(round(window * rate)))
   padded = np.pad(audio, (win_n // 2, win_n))
@@ -60,6 +61,7 @@ def novelty(audio: np.ndarray, rate: int, hop: float = 0.005, window: float = 0.
 def pick_peaks(curve: np.ndarray, frame_rate: float, threshold: float = 0.1,
                min_gap: float = 0.05, average: float = 0.1) -> np.ndarray:
   """Frame indices of onsets: local maxima above a moving average + ``threshold``."""
+  from scipy import signal  # pylint: disable=g-import-not-at-top
   gap = max(1, int(round(min_gap * frame_rate)))
   avg = np.convolve(curve, np.ones(2 * int(average * frame_rate) + 1), "same")
   avg /= 2 * int(average * frame_rate) + 1

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import pathlib
 import sys
+import types
 import warnings
 
 MODES = ("sample", "interpolate", "encode", "humanize", "drumify", "infill", "transfer",
@@ -68,6 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
                  help="write a piano-roll / drum-grid picture")
   p.add_argument("--wav", action="store_true", help="render WAVs with fluidsynth")
   return p
+
+
+def defer_note_seq_notebook_utils() -> None:
+  """Skips importing note_seq's notebook helpers until one is called.
+
+  ``note_seq/__init__`` imports ``notebook_utils`` (bokeh, pandas): about a second of
+  start-up that no command here uses. A stand-in module forwards the two names it
+  exports to the real module on first use.
+  """
+  name = "note_seq.notebook_utils"
+  if "note_seq" in sys.modules or name in sys.modules:
+    return
+  stub = types.ModuleType(name)
+
+  def forward(attr):
+    def call(*args, **kwargs):
+      sys.modules.pop(name, None)
+      return getattr(importlib.import_module(name), attr)(*args, **kwargs)
+    return call
+
+  stub.play_sequence = forward("play_sequence")
+  stub.plot_sequence = forward("plot_sequence")
+  sys.modules[name] = stub
 
 
 class UsageError(Exception):
@@ -230,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   # note_seq imports pydub, which warns about a missing ffmpeg that nothing here uses.
   warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
+  defer_note_seq_notebook_utils()
   from flax_musicvae import audio_taps, inference  # pylint: disable=g-import-not-at-top
   try:
     run(args)

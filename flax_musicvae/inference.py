@@ -21,7 +21,6 @@ import pathlib
 from typing import Any, Sequence, Union
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -280,13 +279,15 @@ class MusicVAEModel:
     self.max_batch_size = max_batch_size
     model = self.model
 
-    def encode_fn(params, inputs, controls, lengths, key):
+    def encode_fn(params, inputs, controls, lengths, seed, index):
       mu, sigma = model.apply({"params": params},
                               {"inputs": inputs, "controls": controls, "lengths": lengths},
                               method=model.encode)
+      key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
       return mu + sigma * jax.random.normal(key, mu.shape), mu, sigma
 
-    def decode_fn(params, z, controls, key, temperature, greedy, length):
+    def decode_fn(params, z, controls, seed, index, temperature, greedy, length):
+      key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
       return model.apply({"params": params}, z, temperature=None if greedy else temperature,
                          controls=controls, length=length, end_token=self.converter.end_token,
                          method=model.sample, rngs={"sample": key})["outputs"]
@@ -364,9 +365,8 @@ class MusicVAEModel:
     inputs = np.asarray(inputs, np.float32)
     n, length = inputs.shape[:2]
     controls = self._controls(controls, n, length)
-    key = jax.random.PRNGKey(seed)
     z, mu, sigma = self._batched(
-        lambda x, c, l, i: self._encode(self.params, x, c, l, jax.random.fold_in(key, i)),
+        lambda x, c, l, i: self._encode(self.params, x, c, l, np.uint32(seed), np.uint32(i)),
         [inputs, controls, np.asarray(lengths, np.int32)], n)
     return z, mu, sigma
 
@@ -379,11 +379,10 @@ class MusicVAEModel:
       raise InputError(f"z must be [n, {self.z_size}], got {z.shape}")
     length = length or self.length
     controls = self._controls(controls, len(z), length)
-    key = jax.random.PRNGKey(seed)
     greedy = temperature is None
-    temp = jnp.float32(1.0 if greedy else temperature)
+    temp = np.float32(1.0 if greedy else temperature)
     (out,) = self._batched(
-        lambda zz, c, i: self._decode(self.params, zz, c, jax.random.fold_in(key, i), temp,
+        lambda zz, c, i: self._decode(self.params, zz, c, np.uint32(seed), np.uint32(i), temp,
                                       greedy, length), [z, controls], len(z))
     return out
 
@@ -411,8 +410,9 @@ class MusicVAEModel:
     return self.to_sequences(out, controls)
 
   def sample_z(self, n: int, same_z: bool = False, seed: int = 0) -> np.ndarray:
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1_000_003)
-    z = np.asarray(jax.random.normal(key, (1 if same_z else n, self.z_size)))
+    """``[n, z_size]`` standard normal draws (numpy PCG64: no device work)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((1 if same_z else n, self.z_size), dtype=np.float32)
     return np.repeat(z, n, 0) if same_z else z
 
   def sample(self, n: int = 1, length: int | None = None, temperature: float | None = 0.5,

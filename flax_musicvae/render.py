@@ -103,7 +103,8 @@ def save_png(sequences: Sequence, path: str | os.PathLike,
     ax.tick_params(axis="x", labelsize=6)
     if titles:
       ax.set_title(titles[i], fontsize=8, loc="left")
-  fig.tight_layout()
+  fig.subplots_adjust(left=0.08, right=0.99, bottom=0.3 / rows, top=1 - 0.25 / rows,
+                      hspace=0.6)
   fig.savefig(path, dpi=100)
   return path
 
