@@ -10,13 +10,17 @@ reason.
 
 Two paths compute the same arrays:
 
-* ``reference_file_examples``: that chain itself (pretty_midi, note_seq), ~0.2 s/file;
+* ``reference_file_examples``: that chain itself (pretty_midi, note_seq); slow
+  (0.1-0.3 s per window: tfds deep-copies the whole file for every window);
 * ``fast_file_examples``: ``midi_fast.read_midi`` plus a numpy re-enactment of
   ``adjust_times``, the MIDI write (tick rounding, tempo rescaling) and re-read, for
-  files with one tempo and one instrument; other files use the reference path.
+  files with one tempo and one instrument (all of the dataset); other files, and
+  files it cannot decode, go through the reference path. Tests check both give
+  identical arrays.
 
-``load_groove_split`` caches one split as an ``.npz`` keyed by the converter settings
-and a hash of the data, so training never re-parses MIDI.
+``load_groove_split`` caches one split as an ``.npz`` keyed by the converter settings,
+mode, seed and a hash of info.csv and the split's files, so training never re-parses
+MIDI. Unreadable or missing files are skipped and counted with their reason.
 
 Example:
   python -m pipelines.groove --root=/data/groove-v1.0.0-midionly \
