@@ -110,3 +110,18 @@ def test_split_state_order():
   (c0, h0), (c1, h1) = lstm.split_state(flat, layers)
   assert [a.shape[-1] for a in (c0, h0, c1, h1)] == [2, 2, 3, 3]
   np.testing.assert_array_equal(h1[0], [7, 8, 9])
+
+
+def test_residual_layer_adds_projected_input():
+  """ResidualWrapper(InputProjectionWrapper(cell)): output = h + (x @ P + b)."""
+  stack = lstm.LSTMStack((4, 4), residual=True)
+  layers = stack.init(jax.random.PRNGKey(0), 3)
+  layers = stack.apply(layers, 3)
+  assert "proj_kernel" in layers[0] and "proj_kernel" not in layers[1]  # same size: no proj
+  xs = jnp.asarray(np.random.default_rng(4).normal(size=(2, 5, 3)), jnp.float32)
+  out, _ = lstm.run_stack(layers, xs, None, residual=True)
+  projected = xs @ layers[0]["proj_kernel"] + layers[0]["proj_bias"]
+  h0, _ = lstm.run_stack(layers[:1], xs, None)   # layer 0 without the skip
+  np.testing.assert_allclose(lstm.run_stack(layers[:1], xs, None, residual=True)[0],
+                             h0 + projected, atol=1e-6)
+  assert out.shape == (2, 5, 4)

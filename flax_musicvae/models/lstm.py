@@ -169,13 +169,14 @@ def run_layer(p: LayerParams, xs: Array, lengths: Array | None, *, keep_prob: fl
   valid = step_mask(lengths, steps, batch)[..., None]
 
   def body(carry, inp):
-    xp, x, ok = inp
+    xp, ok, x = inp
     c, h = _gates_to_state(xp + h_matmul(carry[1], w_h), carry[0])
     out = h + x if residual else h
     new = (jnp.where(ok, c, carry[0]), jnp.where(ok, h, carry[1]))
     return new, jnp.where(ok, out, 0.0)
 
-  final, out = scan(body, initial, (time_major(x_proj), time_major(xs), valid), remat)
+  residual_in = time_major(xs) if residual else jnp.zeros((steps, 1, 1), xs.dtype)
+  final, out = scan(body, initial, (time_major(x_proj), valid, residual_in), remat)
   return time_major(out), final
 
 
