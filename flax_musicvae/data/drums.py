@@ -187,7 +187,7 @@ class DrumsConverter(Converter):
       return ConverterTensors()
     slice_steps = self.slice_bars * self.steps_per_bar if self.slice_bars else None
     windows = [t.events[b:e] for t in self.tracks(qns)
-               for b, e in event_utils.window_starts(len(t.events), slice_steps,
+               for b, e in event_utils.window_bounds(len(t.events), slice_steps,
                                                      self.steps_per_bar)]
     keys = [tuple(mask_to_set(m) for m in w.tolist()) for w in windows]
     tensors = ConverterTensors()

@@ -92,7 +92,7 @@ def truncate_length(length: int, max_steps: int | None, steps_per_bar: int) -> i
   return max_steps - max_steps % steps_per_bar
 
 
-def window_starts(length: int, slice_steps: int | None,
+def window_bounds(length: int, slice_steps: int | None,
                   steps_per_bar: int) -> list[tuple[int, int]]:
   """(begin, end) of every ``slice_steps`` window with a one-bar hop; whole list if None."""
   if slice_steps is None:

@@ -246,7 +246,7 @@ class OneHotMelodyConverter(Converter):
     slice_steps = self.slice_bars * self.steps_per_bar
     return [event_utils.EventList(clean_leading(m.events[b:e]), m.start_step + b)
             for m in melodies
-            for b, e in event_utils.window_starts(len(m.events), slice_steps,
+            for b, e in event_utils.window_bounds(len(m.events), slice_steps,
                                                   self.steps_per_bar)]
 
   def _to_tensors(self, ns: music_pb2.NoteSequence, mode: Mode,
