@@ -1,0 +1,118 @@
+"""docs/make_figures.py end to end on tiny runs trained on the Groove fixture subset."""
+
+import csv
+import importlib.util
+import json
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, ROOT
+from flax_musicvae import config_lib
+from flax_musicvae import train
+
+GROOVE = FIXTURES / "groove"
+
+
+def _load_module(path, name):
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+make_figures = _load_module(ROOT / "docs" / "make_figures.py", "make_figures")
+
+
+def tiny_config(name: str, cache_dir, steps: int):
+  c = config_lib.tiny(_load_module(ROOT / "configs" / f"{name}.py", name).get_config(),
+                      rnn=8, z=4)
+  c.data.path = str(GROOVE)
+  c.data.cache_dir = str(cache_dir)
+  c.train.update(batch_size=2, num_train_steps=steps, log_every_steps=1, eval_every_steps=2,
+                 eval_num_batches=1, checkpoint_every_steps=steps)
+  return c
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+  """Two tiny groove_4bar runs, one tiny humanize run, then every figure and table."""
+  tmp = tmp_path_factory.mktemp("docs")
+  runs, cache = tmp / "runs", tmp / "cache"
+  for name, free_bits in (("a_fb0", 0.0), ("b_fb48", 48.0)):
+    c = tiny_config("groove_4bar", cache, steps=3)
+    c.model.free_bits = free_bits
+    train.train_and_evaluate(c, runs / name)
+  train.train_and_evaluate(tiny_config("groove_2bar_humanize", cache, steps=2),
+                           runs / "humanize")
+  summary = make_figures.make_all(runs, tmp / "out", encode_limit=16, num_samples=4)
+  return runs, tmp / "out", summary
+
+
+def test_writes_every_figure_table_and_sample(made):
+  _, out, summary = made
+  figures = {p.name for p in (out / "figures").glob("*.png")}
+  assert figures == {
+      "data_splits.png", "data_styles.png", "data_tempi.png", "data_instruments.png",
+      "data_example.png", "train_sweep.png", "gen_temperature.png",
+      "gen_temperature_stats.png", "gen_interpolation.png", "gen_latent_pca.png",
+      "task_humanize.png"}
+  for name in figures:
+    image = matplotlib.image.imread(out / "figures" / name)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0, name
+  tables = {p.name for p in (out / "tables").iterdir()}
+  assert {"dataset.md", "dataset.json", "sweep.md", "sweep.json", "tasks.json",
+          "reproduction.md", "summary.json"} <= tables
+  samples = {p.name for p in (out / "samples").glob("*.mid")}
+  assert {f"sample_T{t}.mid" for t in make_figures.TEMPERATURES} <= samples
+  assert {f"interpolation_{i}.mid" for i in range(6)} <= samples
+  assert "humanize_0.mid" in samples
+  assert summary["generation_run"] == "b_fb48"
+
+
+def test_dataset_table_counts_the_fixture_split(made):
+  _, out, _ = made
+  with open(GROOVE / "info.csv") as f:
+    rows = list(csv.DictReader(f))
+  stats = json.loads((out / "tables" / "dataset.json").read_text())
+  for split in ("train", "validation", "test"):
+    mine = [r for r in rows if r["split"] == split]
+    assert stats[split]["files"] == len(mine)
+    assert stats[split]["fills"] == sum(r["beat_type"] == "fill" for r in mine)
+  assert stats["train"]["examples"] > stats["validation"]["examples"] > 0
+
+
+def test_sweep_table_repeats_the_last_eval_metrics(made):
+  runs, out, _ = made
+  rows = {r["run"]: r for r in json.loads((out / "tables" / "sweep.json").read_text())}
+  assert set(rows) == {"a_fb0", "b_fb48"}
+  for name, row in rows.items():
+    lines = [json.loads(l) for l in (runs / name / "metrics.jsonl").read_text().splitlines()]
+    last = [l for l in lines if l["split"] == "eval"][-1]
+    assert row["steps"] == last["step"] == 3
+    assert row["accuracy_free_running"] == round(last["free_running/accuracy"], 4)
+    assert 0 <= row["active_units"] <= 4
+  assert rows["b_fb48"]["free_bits"] == 48.0
+  assert "| 2-bar drums | 0.979 |" in (out / "tables" / "reproduction.md").read_text()
+
+
+def test_active_units_counts_varying_dimensions():
+  mu = np.zeros((100, 3))
+  mu[:, 1] = np.linspace(-1, 1, 100)          # variance 0.34: active
+  mu[:, 2] = np.linspace(-0.1, 0.1, 100)      # variance 0.0034: inactive
+  assert make_figures.active_units(mu) == 1
+
+
+def test_latent_pca_finds_the_dominant_direction(tmp_path):
+  t = np.linspace(-1, 1, 50)
+  mu = np.stack([t, 2 * t, np.zeros_like(t)], -1)
+  explained = make_figures.plot_latent_pca(mu, np.array(["rock", "funk"] * 25),
+                                           tmp_path / "pca.png")
+  np.testing.assert_allclose(explained[0], 1.0, atol=1e-6)
+  assert (tmp_path / "pca.png").exists()
+
+
+def test_no_groove_4bar_run_is_an_error(tmp_path):
+  with pytest.raises(ValueError, match="no groovae_4bar runs"):
+    make_figures.make_all(tmp_path, tmp_path / "out")
