@@ -14,6 +14,7 @@ Interpolation follows Magenta (``slerp`` between posterior means) and magenta.js
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -255,6 +256,31 @@ def bilinear_grid(corners: np.ndarray, rows: int, cols: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- the model
 
 
+def _source_digest() -> str:
+  """Hash of the code that defines the exported computations."""
+  files = sorted(pathlib.Path(models.__file__).parent.glob("*.py")) + [pathlib.Path(__file__)]
+  digest = hashlib.sha1(jax.__version__.encode())
+  for f in files:
+    digest.update(f.read_bytes())
+  return digest.hexdigest()
+
+
+def _exported(fn, args, key: str, config):
+  """``jax.export`` of ``fn`` at ``args``' shapes, cached under ``CACHE_DIR/export``."""
+  from jax import export  # pylint: disable=g-import-not-at-top
+  stamp = f"{_source_digest()}|{config.to_json(sort_keys=True)}|{key}"
+  path = CACHE_DIR / "export" / (hashlib.sha1(stamp.encode()).hexdigest() + ".bin")
+  if path.exists():
+    return export.deserialize(bytearray(path.read_bytes()))
+  shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), args)
+  exp = export.export(fn)(*shapes)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(f".{os.getpid()}.tmp")
+  tmp.write_bytes(exp.serialize())
+  tmp.replace(path)
+  return exp
+
+
 @dataclasses.dataclass
 class Decoded:
   """Sequences plus the raw tensors they came from."""
@@ -293,7 +319,22 @@ class MusicVAEModel:
                          method=model.sample, rngs={"sample": key})["outputs"]
 
     self._encode = jax.jit(encode_fn)
-    self._decode = jax.jit(decode_fn, static_argnames=("greedy", "length"))
+    self._decode_fn = decode_fn
+    self._decoders: dict[tuple, Any] = {}
+
+  def _decode(self, params, z, controls, seed, index, temperature, greedy: bool, length: int):
+    """The jitted decoder for these shapes, from the on-disk export cache when possible.
+
+    Tracing the LSTM decoder costs more than running it; a serialized ``jax.export``
+    of it (keyed by the config, shapes, jax version and the model source) skips that
+    in later processes, and the persistent XLA cache then skips compilation.
+    """
+    args = (params, z, controls, seed, index, temperature)
+    key = (greedy, length, z.shape, controls.shape)
+    if key not in self._decoders:
+      fn = jax.jit(functools.partial(self._decode_fn, greedy=greedy, length=length))
+      self._decoders[key] = jax.jit(_exported(fn, args, repr(key), self.config).call)
+    return self._decoders[key](*args)
 
   # --- construction
 

@@ -26,6 +26,11 @@ def models():
       ("infill", "groove_2bar_add_closed_hh"), ("transfer", "groove_2bar_hits_control_tfds")]}
 
 
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+  monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
+
+
 def clip(bars: int, start_bar: int = 0, quantize: bool = False):
   """Bars of the Groove beat whose notes quantize into exactly those bars."""
   ns = inference.read_midi(BEAT)
