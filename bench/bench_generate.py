@@ -5,7 +5,8 @@
   decode + conversion to a NoteSequence).
 * ``cli``: wall time of ``python -m flax_musicvae.generate --mode=sample
   --num_outputs=1`` as a subprocess, first run (cold caches) and warm runs (persistent
-  XLA cache and parameter cache filled), with and without the PNG. Magenta's
+  XLA, export and parameter caches filled), with and without the PNG; wall and CPU
+  (user + system) seconds, since a busy shared machine inflates wall time. Magenta's
   ``music_vae_generate`` takes about 7.2 s for the same command.
 
 Uses ``--workdir`` when given, else random-init full-size parameters saved to a temporary
@@ -20,6 +21,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,16 +56,23 @@ def time_decode(model: inference.MusicVAEModel, repeats: int) -> dict:
           "sample_to_note_sequence_ms_median": ms(sample)}
 
 
-def time_cli(workdir: str, out_dir: str, runs: int, png: bool) -> list[float]:
+def _children_cpu() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def time_cli(workdir: str, out_dir: str, runs: int, png: bool) -> tuple[list, list]:
+  """Wall and CPU (user + system) seconds of each run."""
   cmd = [sys.executable, "-m", "flax_musicvae.generate", f"--workdir={workdir}",
          "--mode=sample", "--num_outputs=1", f"--output_dir={out_dir}",
          "--png" if png else "--no-png"]
-  walls = []
+  walls, cpus = [], []
   for _ in range(runs):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     walls.append(round(time.perf_counter() - t0, 3))
-  return walls
+    cpus.append(round(_children_cpu() - c0, 3))
+  return walls, cpus
 
 
 def cpu_load() -> float | None:
@@ -97,9 +106,12 @@ def main() -> None:
     with_png = time_cli(workdir, tmp + "/out", args.cli_runs, png=True)
     no_png = time_cli(workdir, tmp + "/out", args.cli_runs, png=False)
   cli = {"command": "python -m flax_musicvae.generate --mode=sample --num_outputs=1",
-         "with_png_wall_s": with_png, "no_png_wall_s": no_png,
-         "warm_with_png_median_s": statistics.median(with_png[1:]),
-         "warm_no_png_median_s": statistics.median(no_png[1:]),
+         "with_png_wall_s": with_png[0], "with_png_cpu_s": with_png[1],
+         "no_png_wall_s": no_png[0], "no_png_cpu_s": no_png[1],
+         "warm_with_png_median_s": statistics.median(with_png[0][1:]),
+         "warm_no_png_median_s": statistics.median(no_png[0][1:]),
+         "note": "runs after the first are warm (XLA, export and parameter caches filled); "
+                 "CPU = user + system of the subprocess",
          "magenta_reference_s": 7.2}
   print("cli:", cli)
   result = {"config": model.config.name, "z_size": model.z_size, "steps": model.length,

@@ -167,6 +167,8 @@ def _write_candidates(err, model, writer) -> None:
 def _interpolate(args, model, writer) -> None:
   from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
   paths = _inputs(args, 2)
+  if len(paths) == 3:
+    raise UsageError("interpolate takes 2 inputs (a path) or 4 (a grid), not 3")
   try:
     if len(paths) == 4:
       grid = model.interpolate_grid(paths, args.num_steps, args.num_steps,

@@ -155,6 +155,8 @@ def test_attribute_apply(workdirs, capsys, tmp_path):
     (["--mode=sample", "--temperature=-1"], "temperature"),
     (["--mode=sample", "--chords=C,G"], "not chord-conditioned"),
     (["--mode=attribute"], "--attribute=NAME"),
+    (["--mode=interpolate", "--input_midi_1={beat}", "--input_midi_2={beat}",
+      "--input_midi_3={beat}"], "not 3"),
 ])
 def test_user_errors_exit_2(workdirs, capsys, tmp_path, argv, message):
   (tmp_path / "junk.mid").write_text("hello")
