@@ -25,8 +25,12 @@ def _steps(ns) -> np.ndarray:
 
 
 def _bars(ns) -> float:
+  """Whole bars covered by ``ns.total_time`` (by the onsets when it is unset)."""
   qpm = ns.tempos[0].qpm if ns.tempos else 120.0
-  return max(1.0, np.ceil(ns.total_time * qpm / 60.0 / 4 - 1e-6))
+  if ns.total_time > 0:
+    return max(1.0, np.ceil(ns.total_time * qpm / 60.0 / 4 - 1e-6))
+  steps = _steps(ns)
+  return max(1.0, np.ceil((np.round(steps).max() + 1) / 16)) if len(steps) else 1.0
 
 
 def note_density(ns) -> float:
@@ -91,6 +95,9 @@ def attribute_values(model, outputs: np.ndarray, controls: np.ndarray | None,
     raise ValueError(f"unknown attribute {attribute!r}; known: {sorted(ATTRIBUTES)}")
   sequences = model.to_sequences(outputs, controls if controls is not None and
                                  controls.shape[-1] else None)
+  for ns, out in zip(sequences, outputs):  # the window's length, empty bars included
+    qpm = ns.tempos[0].qpm if ns.tempos else 120.0
+    ns.total_time = len(out) * 60.0 / qpm / STEPS_PER_QUARTER
   return np.array([ATTRIBUTES[attribute](ns) for ns in sequences])
 
 

@@ -209,6 +209,8 @@ def test_attribute_functions_hand_computed():
   assert attributes.mean_velocity(ns) == 100.0
   ns.notes[0].start_time += 0.25 * 0.125  # a quarter step late
   assert attributes.timing_offset(ns) == pytest.approx(0.25 / 4)
+  ns.total_time = 0.0  # unset: bars from the onsets (last one in bar 1)
+  assert attributes.note_density(ns) == 4.0
 
 
 def test_attribute_vector(model, tmp_path):
