@@ -34,6 +34,18 @@ QUANTIZED = ("cat_mel_2bar_small", "cat_drums_2bar_small", "groove_2bar_humanize
 BOUNDS = {"fp32": (1e-4, 1.0), "fp16": (2e-3, 0.75), "int8": (3e-2, 0.5)}
 BATCH = 4
 TEMPERATURE = 0.8
+#: Jitted (eager op-by-op dispatch of these small models is far slower than compiling).
+noise_from_key = jax.jit(signatures.noise_from_key, static_argnums=(0, 2))
+
+
+def jitted_decode(model):
+  return jax.jit(lambda *args: signatures.decode_with_noise(model, *args))
+
+
+def jitted_model_sample(model, temperature):
+  return jax.jit(lambda params, z, controls, key: model.apply(
+      {"params": params}, z, temperature=temperature, controls=controls,
+      method=MusicVAE.sample, rngs={"sample": key}))
 
 
 def load_config(name: str, quantized: bool = False):
@@ -61,23 +73,33 @@ def sample_key_used(model, params, key):
                      rngs={"sample": key})
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_noise_sampler_equals_model_sampler(name):
-  model, params = model_and_params(name)
+def assert_noise_sampler_equals_model_sampler(model, params):
   sp = model.spec
   z = jax.random.normal(jax.random.PRNGKey(3), (BATCH, sp.z_size))
   controls = controls_for(sp, BATCH)
   key = jax.random.PRNGKey(7)
-  ref = model.apply({"params": params}, z, temperature=TEMPERATURE, controls=controls,
-                    method=MusicVAE.sample, rngs={"sample": key})
-  noise = signatures.noise_from_key(sp, sample_key_used(model, params, key), BATCH)
-  out = signatures.decode_with_noise(model, params, z, noise, TEMPERATURE, controls)
+  ref = jitted_model_sample(model, TEMPERATURE)(params, z, controls, key)
+  noise = noise_from_key(sp, sample_key_used(model, params, key), BATCH)
+  decode = jitted_decode(model)
+  out = decode(params, z, noise, TEMPERATURE, controls)
   np.testing.assert_array_equal(out["outputs"], ref["outputs"])
   np.testing.assert_allclose(out["logits"], ref["logits"], atol=1e-6)
   # The samples are not degenerate: a different key changes them.
-  other = signatures.noise_from_key(sp, jax.random.PRNGKey(8), BATCH)
-  changed = signatures.decode_with_noise(model, params, z, other, TEMPERATURE, controls)
+  other = noise_from_key(sp, jax.random.PRNGKey(8), BATCH)
+  changed = decode(params, z, other, TEMPERATURE, controls)
   assert not np.array_equal(changed["outputs"], out["outputs"])
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_noise_sampler_equals_model_sampler(name):
+  assert_noise_sampler_equals_model_sampler(*model_and_params(name))
+
+
+def test_noise_sampler_autoregressive_conductor():
+  config = load_config("hierdec_trio_16bar")
+  config.model.disable_autoregression = False
+  model = build_model(config)
+  assert_noise_sampler_equals_model_sampler(model, bundle.init_params(model, seed=1))
 
 
 @pytest.mark.parametrize("name", ["cat_mel_2bar_small", "groove_2bar_humanize",
@@ -86,19 +108,18 @@ def test_neutral_noise_is_greedy(name):
   model, params = model_and_params(name)
   sp = model.spec
   z = jax.random.normal(jax.random.PRNGKey(4), (BATCH, sp.z_size))
-  ref = model.apply({"params": params}, z, temperature=None, method=MusicVAE.sample,
-                    rngs={"sample": jax.random.PRNGKey(0)})
+  ref = jitted_model_sample(model, None)(params, z, None, jax.random.PRNGKey(0))
   neutral = 0.5 if signatures.noise_kind(sp) == "uniform" else 0.0
   noise = jnp.full((BATCH, sp.max_seq_len, signatures.noise_depth(sp)), neutral)
-  out = signatures.decode_with_noise(model, params, z, noise, 1.0)
+  out = jitted_decode(model)(params, z, noise, 1.0, None)
   np.testing.assert_array_equal(out["outputs"], ref["outputs"])
 
 
 def test_tokens_are_the_argmax_of_each_part():
   model, params = model_and_params("flat_trio_16bar")
   sp = model.spec
-  noise = signatures.noise_from_key(sp, jax.random.PRNGKey(0), 2)
-  out = signatures.decode_with_noise(model, params, jnp.zeros((2, sp.z_size)), noise, 1.0)
+  noise = noise_from_key(sp, jax.random.PRNGKey(0), 2)
+  out = jitted_decode(model)(params, jnp.zeros((2, sp.z_size)), noise, 1.0, None)
   mel, bass, drums = np.split(np.asarray(out["outputs"]), [90, 180], -1)
   expected = np.stack([mel.argmax(-1), bass.argmax(-1), drums.argmax(-1)], -1)
   np.testing.assert_array_equal(out["tokens"], expected)
@@ -121,7 +142,7 @@ def test_bad_inputs_raise():
 def jax_reference(model, params, inputs: dict[str, np.ndarray]) -> dict[str, dict]:
   """Every signature's JAX outputs on ``inputs`` (name -> array)."""
   specs = signatures.input_specs(model.spec, BATCH)
-  fns = signatures.functions(model)
+  fns = {k: jax.jit(f) for k, f in signatures.functions(model).items()}
   return {name: jax.tree.map(np.asarray, fns[name](params, *[inputs[s.name]
                                                              for s in specs[name]]))
           for name in signatures.SIGNATURES}
@@ -130,7 +151,7 @@ def jax_reference(model, params, inputs: dict[str, np.ndarray]) -> dict[str, dic
 def make_inputs(model, params, seed: int) -> dict[str, np.ndarray]:
   sp = model.spec
   rng = np.random.default_rng(seed)
-  sample_noise = signatures.noise_from_key(sp, jax.random.PRNGKey(seed), BATCH)
+  sample_noise = noise_from_key(sp, jax.random.PRNGKey(seed), BATCH)
   x = rng.integers(0, sp.input_depth, (BATCH, sp.max_seq_len))
   inputs = {"inputs": np.eye(sp.input_depth, dtype=np.float32)[x],
             "lengths": np.array([sp.max_seq_len, sp.max_seq_len // 2, 5, sp.max_seq_len]

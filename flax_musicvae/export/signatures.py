@@ -13,9 +13,13 @@ Zero Gumbel noise (or ``u = 0.5``) gives the greedy / threshold decode.
 (``MusicVAE.sample``) splits and uses it, so both give identical samples.
 """
 
+# The decoders' own state-merge and segment helpers are reused so layouts match exactly.
+# pylint: disable=protected-access
+
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Callable
 
 import jax
@@ -37,7 +41,7 @@ class TensorSpec:
 
 
 def check_exportable(spec: ModelSpec) -> None:
-  """Raises for models whose sampler is not exported (NADE heads, end tokens need none)."""
+  """Raises for models this export does not cover (NADE heads, no latent)."""
   if spec.head.kind == "nade":
     raise NotImplementedError("NADE decoders are not exported (their sampler draws "
                               "per-dimension Bernoulli noise inside the NADE)")
@@ -108,13 +112,18 @@ def noise_from_key(spec: ModelSpec, key: Array, batch: int) -> Array:
 # ----------------------------------------------------------------------------- sampling
 
 
+def part_bounds(head: decoders.Head) -> list[int]:
+  """Split points of the output parts along the depth axis."""
+  return list(itertools.accumulate(head.parts))[:-1]
+
+
 def _choose(head: decoders.Head, logits: Array, noise: Array, temperature: Array) -> Array:
   """One step's sample from its logits and noise (``decoders.head_sample`` with noise)."""
   if head.kind == "groove":
     hits, vel, off = jnp.split(logits, 3, axis=-1)
     hits = (noise < jax.nn.sigmoid(hits / temperature)).astype(logits.dtype)
     return jnp.concatenate([hits, jax.nn.sigmoid(vel), jnp.tanh(off)], -1)
-  bounds = decoders._cumsum(head.parts)[:-1]  # pylint: disable=protected-access
+  bounds = part_bounds(head)
   return jnp.concatenate(
       [jax.nn.one_hot(jnp.argmax(l / temperature + g, -1), l.shape[-1], dtype=l.dtype)
        for l, g in zip(jnp.split(logits, bounds, -1), jnp.split(noise, bounds, -1))], -1)
@@ -142,11 +151,12 @@ def _flat_sample(dec: decoders.FlatDecoder, z: Array, aux: Array, noise: Array,
 def _core_sample(dec, z, aux, noise, temperature, start):
   if not isinstance(dec, decoders.SplitDecoder):
     return _flat_sample(dec, z, aux, noise, temperature, start)
+  bounds = part_bounds(dec.head)
   outs = [_flat_sample(c, z, aux, n, temperature, st) for c, n, st in
-          zip(dec.cores, dec._split(noise), dec._split(start))]  # pylint: disable=protected-access
+          zip(dec.cores, jnp.split(noise, bounds, -1), jnp.split(start, bounds, -1))]
   return (jnp.concatenate([o[0] for o in outs], -1),
           jnp.concatenate([o[1] for o in outs], -1),
-          decoders._merge_states([o[2] for o in outs]))  # pylint: disable=protected-access
+          decoders._merge_states([o[2] for o in outs]))
 
 
 def _hierarchical_sample(dec: decoders.HierarchicalDecoder, z, aux, noise, temperature, start):
@@ -163,11 +173,11 @@ def _hierarchical_sample(dec: decoders.HierarchicalDecoder, z, aux, noise, tempe
     return (cstate, fb, smp[:, -1]), (logits, smp)
 
   feedback = jnp.zeros((z.shape[0], dec._core_state_size() if dec.autoregressive else 1),
-                       z.dtype)  # pylint: disable=protected-access
-  init = (dec._conductor_init(z), feedback, start)  # pylint: disable=protected-access
+                       z.dtype)
+  init = (dec._conductor_init(z), feedback, start)
   _, (logits, samples) = jax.lax.scan(
-      body, init, (dec._segments(aux), dec._segments(noise)))  # pylint: disable=protected-access
-  return dec._unsegment(logits), dec._unsegment(samples)  # pylint: disable=protected-access
+      body, init, (dec._segments(aux), dec._segments(noise)))
+  return dec._unsegment(logits), dec._unsegment(samples)
 
 
 def decode_with_noise(model: MusicVAE, params, z: Array, noise: Array, temperature: Array,
@@ -193,7 +203,7 @@ def decode_with_noise(model: MusicVAE, params, z: Array, noise: Array, temperatu
     logits, samples, _ = _core_sample(dec, z, controls, noise, temperature, start)
   out = {"outputs": samples, "logits": logits}
   if sp.head.kind != "groove":
-    bounds = decoders._cumsum(sp.head.parts)[:-1]  # pylint: disable=protected-access
+    bounds = part_bounds(sp.head)
     out["tokens"] = jnp.stack([jnp.argmax(p, -1).astype(jnp.int32)
                                for p in jnp.split(samples, bounds, -1)], -1)
   return out
