@@ -11,7 +11,7 @@ Modes:
   sample       decode z ~ N(0, I) (--chords for chord models, --attribute_file to shift z)
   interpolate  decode a path between --input_midi_1 and --input_midi_2 (--method slerp|lerp),
                or a bilinear grid when four inputs --input_midi_1..4 are given
-  encode       write z, mu, sigma of the inputs to encoded.npz
+  encode       write z, mu, sigma of the inputs (one window each) to an .npz file
   humanize     quantized drums -> performance (groove_2bar_humanize models)
   drumify      any rhythm (MIDI, or a WAV of tapping) -> drum groove (tap models)
   infill       add or replace closed hi-hats (groove_2bar_add_closed_hh models)

@@ -72,6 +72,11 @@ def piano_roll(ns, steps_per_quarter: int = 4) -> tuple[np.ndarray, int]:
   return roll, low
 
 
+def _shade(values: np.ndarray) -> np.ndarray:
+  """Velocity -> grey level, with every note visible however soft."""
+  return np.where(values > 0, 0.25 + 0.75 * values, 0.0)
+
+
 def _is_drums(ns) -> bool:
   return bool(ns.notes) and all(n.is_drum for n in ns.notes)
 
@@ -90,12 +95,12 @@ def save_png(sequences: Sequence, path: str | os.PathLike,
     ax = fig.add_subplot(rows, 1, i + 1)
     if _is_drums(ns):
       grid = drum_grid(ns)
-      ax.imshow(grid, aspect="auto", origin="lower", cmap="Greys", vmin=0, vmax=1,
+      ax.imshow(_shade(grid), aspect="auto", origin="lower", cmap="Greys", vmin=0, vmax=1,
                 interpolation="nearest")
       ax.set_yticks(range(len(DRUM_ROWS)), DRUM_ROWS, fontsize=6)
     else:
       roll, low = piano_roll(ns)
-      ax.imshow(roll, aspect="auto", origin="lower", cmap="Blues", vmin=0, vmax=1,
+      ax.imshow(_shade(roll), aspect="auto", origin="lower", cmap="Blues", vmin=0, vmax=1,
                 interpolation="nearest", extent=(0, roll.shape[1], low - 0.5,
                                                  low + roll.shape[0] - 0.5))
     for bar in range(0, int(ax.get_xlim()[1]) + 1, 16):

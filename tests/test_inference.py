@@ -234,3 +234,22 @@ def test_attribute_vector(model, tmp_path):
     loaded.apply(np.zeros((1, 5)))
   with pytest.raises(ValueError, match="unknown attribute"):
     attributes.compute_attribute_vector(model, data, "loudness")
+
+
+def test_drum_grid_and_piano_roll_hand_computed(tmp_path):
+  from flax_musicvae import render  # pylint: disable=import-outside-toplevel
+  ns = _drum_seq([0, 17])
+  ns.notes[1].pitch, ns.notes[1].velocity = 38, 64
+  grid = render.drum_grid(ns)
+  assert grid.shape == (9, 32) and np.count_nonzero(grid) == 2
+  assert grid[0, 0] == pytest.approx(100 / 127) and grid[1, 17] == pytest.approx(64 / 127)
+  melody = music_pb2.NoteSequence()
+  melody.tempos.add(qpm=120)
+  melody.notes.add(pitch=60, velocity=127, start_time=0.0, end_time=0.5)  # 4 steps
+  melody.notes.add(pitch=64, velocity=127, start_time=0.5, end_time=0.625)
+  roll, low = render.piano_roll(melody)
+  assert low == 60 and roll.shape == (5, 5)
+  np.testing.assert_array_equal(roll[0], [1, 1, 1, 1, 0])
+  np.testing.assert_array_equal(roll[4], [0, 0, 0, 0, 1])
+  png = render.save_png([ns, melody], tmp_path / "x.png", ["drums", "melody"])
+  assert png.read_bytes()[:4] == b"\x89PNG"
