@@ -1,6 +1,8 @@
 r"""Generates music with a trained MusicVAE / GrooVAE (Magenta's music_vae_generate).
 
   python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=sample --num_outputs=3
+  python -m flax_musicvae.generate --config=configs/groove_4bar.py \
+      --checkpoint_file=groovae_4bar.tar --mode=sample
   python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=interpolate \
       --input_midi_1=a.mid --input_midi_2=b.mid --num_steps=7
   python -m flax_musicvae.generate --workdir=/tmp/humanize --mode=humanize --input_midi_1=q.mid
@@ -41,8 +43,13 @@ MODES = ("sample", "interpolate", "encode", "humanize", "drumify", "infill", "tr
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m flax_musicvae.generate", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--workdir", required=True,
-                 help="training run directory (config.json + checkpoints/)")
+  source = p.add_mutually_exclusive_group(required=True)
+  source.add_argument("--workdir", help="training run directory (config.json + checkpoints/)")
+  source.add_argument("--checkpoint_file",
+                      help="an original Magenta checkpoint (prefix, directory or .tar); "
+                           "needs --config")
+  p.add_argument("--config", help="config file for --checkpoint_file, e.g. "
+                                  "configs/groove_4bar.py")
   p.add_argument("--mode", required=True, choices=MODES)
   p.add_argument("--output_dir", default="/tmp/flax_musicvae/generated",
                  help="where outputs go (default: %(default)s)")
@@ -245,7 +252,17 @@ def _attribute(args, model, writer) -> None:
 def run(args) -> None:
   from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
   inference.enable_compilation_cache()
-  model = inference.MusicVAEModel.from_workdir(args.workdir)
+  if args.workdir:
+    model = inference.MusicVAEModel.from_workdir(args.workdir)
+  elif not args.config:
+    raise UsageError("--checkpoint_file needs --config (the Magenta config it was trained with)")
+  else:
+    from flax_musicvae.checkpoints import magenta_import, tensor_bundle  # pylint: disable=g-import-not-at-top
+    try:
+      model = inference.MusicVAEModel.from_magenta_checkpoint(
+          inference.load_config_file(args.config), args.checkpoint_file)
+    except (magenta_import.CheckpointMismatchError, tensor_bundle.CheckpointError) as e:
+      raise UsageError(f"{args.checkpoint_file} does not fit {args.config}: {e}") from e
   writer = Writer(args, model.config.get("name", ""))
   handlers = {"sample": _sample, "interpolate": _interpolate, "encode": _encode,
               "attribute": _attribute}

@@ -70,6 +70,18 @@ def load_config(workdir: PathLike) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
+def load_config_file(path: PathLike) -> ml_collections.ConfigDict:
+  """``get_config()`` of a config file such as ``configs/groove_4bar.py``."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"config file {path} not found (e.g. configs/groove_4bar.py)")
+  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 def _latest_step_dir(workdir: pathlib.Path) -> pathlib.Path:
   ckpts = workdir / "checkpoints"
   steps = sorted((int(p.name), p) for p in ckpts.glob("*") if p.name.isdigit()) \
@@ -345,6 +357,14 @@ class MusicVAEModel:
 
   @classmethod
   def from_checkpoint(cls, config, params, **kwargs) -> "MusicVAEModel":
+    return cls(config, params, **kwargs)
+
+  @classmethod
+  def from_magenta_checkpoint(cls, config, checkpoint: PathLike,
+                              var_name_substitutions=(), **kwargs) -> "MusicVAEModel":
+    """A model from an original Magenta TF checkpoint (prefix, directory or ``.tar``)."""
+    from flax_musicvae.checkpoints import magenta_import  # pylint: disable=g-import-not-at-top
+    params, _ = magenta_import.import_params(checkpoint, config, var_name_substitutions)
     return cls(config, params, **kwargs)
 
   @classmethod

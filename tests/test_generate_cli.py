@@ -175,3 +175,28 @@ def test_missing_workdir_has_no_traceback(tmp_path):
   assert res.returncode == 2
   assert "error: " in res.stderr and "config.json" in res.stderr
   assert "Traceback" not in res.stderr
+
+
+def test_sample_from_a_magenta_checkpoint(workdirs, capsys, tmp_path):
+  from flax_musicvae.checkpoints import magenta_import  # pylint: disable=import-outside-toplevel
+  model = inference.MusicVAEModel.from_workdir(workdirs["groove_2bar_humanize"])
+  prefix = magenta_import.export_tf_checkpoint(model.params, tmp_path / "tf" / "model.ckpt")
+  config = tmp_path / "tiny_humanize.py"
+  config.write_text(
+      "import importlib\nfrom flax_musicvae import config_lib\n\n\ndef get_config():\n"
+      "  return config_lib.tiny(importlib.import_module("
+      "'configs.groove_2bar_humanize').get_config())\n")
+  common = ["--mode=sample", "--num_outputs=1", "--seed=9", "--no-png"]
+  _, out_a, _ = run(capsys, "--workdir", workdirs["groove_2bar_humanize"], *common,
+                    f"--output_dir={tmp_path / 'a'}")
+  code, out_b, _ = run(capsys, f"--checkpoint_file={prefix}", f"--config={config}", *common,
+                       f"--output_dir={tmp_path / 'b'}")
+  assert code == 0
+  (a,), (b,) = written(out_a, ".mid"), written(out_b, ".mid")
+  assert inference.read_midi(a).notes == inference.read_midi(b).notes
+  wrong = ROOT / "configs" / "groove_4bar.py"
+  code, _, err = run(capsys, f"--checkpoint_file={prefix}", f"--config={wrong}", *common,
+                     f"--output_dir={tmp_path / 'c'}")
+  assert code == 2 and "does not fit" in err
+  code, _, err = run(capsys, f"--checkpoint_file={prefix}", *common)
+  assert code == 2 and "needs --config" in err
