@@ -15,6 +15,7 @@ detects the cluster, or takes ``--coordinator_address``, ``--num_processes`` and
 from __future__ import annotations
 
 import os
+import signal
 
 from absl import app
 from absl import flags
@@ -41,9 +42,16 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index (optio
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _interrupt(signum, frame) -> None:
+  del frame
+  raise KeyboardInterrupt(f"received signal {signum}")
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # SIGTERM (preemption, scancel, kill) ends training like Ctrl-C: checkpoint, then exit.
+  signal.signal(signal.SIGTERM, _interrupt)
   if _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
