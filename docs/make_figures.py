@@ -185,7 +185,7 @@ def plot_dataset(groove_dir: pathlib.Path, splits: dict[str, dict[str, np.ndarra
   axes[1].set_title("velocity of hits (MIDI)")
   axes[2].hist(off[hits].ravel() / 2, bins=np.linspace(-0.5, 0.5, 41), color="tab:purple")
   axes[2].set_title("offset of hits (16th steps)")
-  axes[2].set_xlabel("played - grid, positive = early")
+  axes[2].set_xlabel("grid - played onset, positive = early")
   fig.suptitle(f"{names[0]} split: {hits.shape[0]} examples, {int(bars)} bars", fontsize=9)
   paths.append(_save(fig, figures / "data_instruments.png"))
   return paths
