@@ -280,7 +280,8 @@ def _source_digest() -> str:
 def _exported(fn, args, key: str, config):
   """``jax.export`` of ``fn`` at ``args``' shapes, cached under ``CACHE_DIR/export``."""
   from jax import export  # pylint: disable=g-import-not-at-top
-  stamp = f"{_source_digest()}|{config.to_json(sort_keys=True)}|{key}"
+  stamp = (f"{_source_digest()}|{jax.default_backend()}|{config.to_json_best_effort(sort_keys=True)}|"
+           f"{key}")
   path = CACHE_DIR / "export" / (hashlib.sha1(stamp.encode()).hexdigest() + ".bin")
   if path.exists():
     return export.deserialize(bytearray(path.read_bytes()))
