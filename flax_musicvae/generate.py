@@ -257,7 +257,8 @@ def run(args) -> None:
   elif not args.config:
     raise UsageError("--checkpoint_file needs --config (the Magenta config it was trained with)")
   else:
-    from flax_musicvae.checkpoints import magenta_import, tensor_bundle  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from flax_musicvae.checkpoints import magenta_import, tensor_bundle
     try:
       model = inference.MusicVAEModel.from_magenta_checkpoint(
           inference.load_config_file(args.config), args.checkpoint_file)

@@ -280,8 +280,8 @@ def _source_digest() -> str:
 def _exported(fn, args, key: str, config):
   """``jax.export`` of ``fn`` at ``args``' shapes, cached under ``CACHE_DIR/export``."""
   from jax import export  # pylint: disable=g-import-not-at-top
-  stamp = (f"{_source_digest()}|{jax.default_backend()}|{config.to_json_best_effort(sort_keys=True)}|"
-           f"{key}")
+  config_json = config.to_json_best_effort(sort_keys=True)
+  stamp = f"{_source_digest()}|{jax.default_backend()}|{config_json}|{key}"
   path = CACHE_DIR / "export" / (hashlib.sha1(stamp.encode()).hexdigest() + ".bin")
   if path.exists():
     return export.deserialize(bytearray(path.read_bytes()))
@@ -292,13 +292,6 @@ def _exported(fn, args, key: str, config):
   tmp.write_bytes(exp.serialize())
   tmp.replace(path)
   return exp
-
-
-@dataclasses.dataclass
-class Decoded:
-  """Sequences plus the raw tensors they came from."""
-  sequences: list
-  tensors: np.ndarray
 
 
 def _bucket(n: int, max_batch: int) -> int:

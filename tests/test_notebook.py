@@ -8,7 +8,6 @@ import importlib
 import json
 
 import numpy as np
-import pytest
 
 from conftest import FIXTURES, ROOT
 from flax_musicvae import config_lib
