@@ -6,7 +6,6 @@ import pathlib
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 from note_seq import midi_io
