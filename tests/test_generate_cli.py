@@ -1,6 +1,7 @@
 """``python -m flax_musicvae.generate``: outputs of every mode, user errors exit 2 cleanly."""
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -25,6 +26,9 @@ def workdirs(tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(inference, "CACHE_DIR", root / "cache")
+    # The persistent XLA cache is process-wide: keep it out of this pytest process
+    # (test_cli_fills_its_caches runs the CLI in a subprocess to check it).
+    mp.setattr(inference, "enable_compilation_cache", lambda: None)
     out = {}
     for name in ("groove_2bar_humanize", "groove_2bar_tap_fixed_velocity"):
       cfg = config_lib.tiny(importlib.import_module(f"configs.{name}").get_config())
@@ -166,6 +170,18 @@ def test_user_errors_exit_2(workdirs, capsys, tmp_path, argv, message):
   code, _, err = run(capsys, "--workdir", workdirs["groove_2bar_humanize"],
                      f"--output_dir={tmp_path}", *argv)
   assert code == 2 and err.startswith("error: ") and message in err
+
+
+def test_cli_fills_its_caches(workdirs, tmp_path):
+  env = dict(os.environ, FLAX_MUSICVAE_CACHE=str(tmp_path / "cache"))
+  cmd = [sys.executable, "-m", "flax_musicvae.generate", "--mode=sample", "--no-png",
+         f"--workdir={workdirs['groove_2bar_humanize']}", f"--output_dir={tmp_path}"]
+  first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+  for sub in ("jax", "export", "params"):
+    assert list((tmp_path / "cache" / sub).iterdir()), sub
+  second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+  notes = lambda out: [inference.read_midi(m).notes for m in written(out, ".mid")]  # noqa: E731
+  assert notes(first.stdout) == notes(second.stdout)  # cached programs, same samples
 
 
 def test_missing_workdir_has_no_traceback(tmp_path):
