@@ -152,7 +152,12 @@ def _cast_floats(tree, dtype):
 
 
 def _apply(model, params, batch, rng, *, train: bool, sampling_probability, compute_dtype):
-  """Forward pass in ``compute_dtype`` (params stay float32; outputs back to float32)."""
+  """Forward pass on ``compute_dtype`` copies of the params and float inputs.
+
+  The float32 params are what the optimiser updates (their gradients come back through the
+  cast in float32); outputs are cast back to float32 for the loss. How much of the network
+  then runs in ``compute_dtype`` is up to the model's own casts.
+  """
   dropout_rng, sample_rng = jax.random.split(rng)
   outputs = model.apply({"params": _cast_floats(params, compute_dtype)},
                         _cast_floats(batch, compute_dtype), train=train,
