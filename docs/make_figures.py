@@ -265,12 +265,18 @@ def plot_training(runs: Sequence[Run], path: pathlib.Path, title: str) -> pathli
 
 
 def encode_split(model: inference.MusicVAEModel, arrays: dict[str, np.ndarray],
-                 limit: int | None = None) -> np.ndarray:
-  """Posterior means ``[N, z]`` of (the first ``limit``) examples."""
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Posterior means and scales ``[N, z]`` of (the first ``limit``) examples."""
   n = len(arrays["lengths"]) if limit is None else min(limit, len(arrays["lengths"]))
-  _, mu, _ = model.encode_tensors(arrays["inputs"][:n], arrays["lengths"][:n],
-                                  arrays["controls"][:n])
-  return mu
+  _, mu, sigma = model.encode_tensors(arrays["inputs"][:n], arrays["lengths"][:n],
+                                      arrays["controls"][:n])
+  return mu, sigma
+
+
+def kl_bits_per_dim(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+  """Mean KL(q(z_j|x) || N(0, 1)) of each latent dimension, in bits."""
+  kl = 0.5 * (mu ** 2 + sigma ** 2 - 1.0) - np.log(sigma)
+  return kl.mean(0) / np.log(2.0)
 
 
 def active_units(mu: np.ndarray, threshold: float = 0.01) -> int:
@@ -298,7 +304,10 @@ def sweep_table(runs: Sequence[Run], eval_arrays: dict[str, np.ndarray], limit: 
     row["accuracy_teacher_forced"] = round(last.get("teacher_forced/accuracy", np.nan), 4)
     row["accuracy_free_running"] = round(last.get("free_running/accuracy", np.nan), 4)
     if run.has_checkpoint():
-      row["active_units"] = active_units(encode_split(load_model(run), eval_arrays, limit))
+      mu, sigma = encode_split(load_model(run), eval_arrays, limit)
+      row["active_units"] = active_units(mu)
+      row["dims_over_half_bit"] = int(np.sum(kl_bits_per_dim(mu, sigma) > 0.5))
+      row["mean_sigma"] = round(float(sigma.mean()), 3)
     rows.append(row)
   return rows
 
@@ -313,8 +322,20 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 # ------------------------------------------------------------------------------ generation
 
 
+def pairwise_hamming(hits: np.ndarray) -> float:
+  """Mean number of differing cells over all pairs of ``[n, ...]`` binary grids."""
+  flat = hits.reshape(len(hits), -1).astype(np.float32)
+  n = len(flat)
+  if n < 2:
+    return 0.0
+  ones = flat.sum(1)
+  differing = ones[:, None] + ones[None, :] - 2 * flat @ flat.T
+  return float(differing.sum() / (n * (n - 1)))
+
+
 def plot_temperature(model: inference.MusicVAEModel, data_hits_per_bar: float,
-                     figures: pathlib.Path, samples: pathlib.Path, n: int) -> dict:
+                     data_diversity: float, figures: pathlib.Path, samples: pathlib.Path,
+                     n: int) -> dict:
   """One z decoded at each temperature, plus hit statistics over ``n`` prior samples."""
   z = model.sample_z(n, seed=1)
   stats = {}
@@ -324,7 +345,7 @@ def plot_temperature(model: inference.MusicVAEModel, data_hits_per_bar: float,
     hits = out[..., :9] > 0.5
     bars = out.shape[1] / 16
     stats[t] = {"hits_per_bar": float(hits.sum((1, 2)).mean() / bars),
-                "distinct_patterns": len({h.tobytes() for h in hits}),
+                "pairwise_hamming_per_bar": pairwise_hamming(hits) / bars,
                 "mean_velocity": float(out[..., 9:18][hits].mean() * 127) if hits.any()
                                  else 0.0}
     shown.append(out[0])
@@ -338,9 +359,11 @@ def plot_temperature(model: inference.MusicVAEModel, data_hits_per_bar: float,
   ax[0].set_xlabel("temperature")
   ax[0].set_title(f"hits per bar ({n} prior samples)")
   ax[0].legend(fontsize=8)
-  ax[1].plot(temps, [stats[t]["distinct_patterns"] for t in temps], "o-")
+  ax[1].plot(temps, [stats[t]["pairwise_hamming_per_bar"] for t in temps], "o-")
+  ax[1].axhline(data_diversity, color="k", linestyle=":", label="validation data")
   ax[1].set_xlabel("temperature")
-  ax[1].set_title(f"distinct hit patterns among {n}")
+  ax[1].set_title("diversity: hit cells differing per bar, per pair")
+  ax[1].legend(fontsize=8)
   _save(fig, figures / "gen_temperature_stats.png")
   return stats
 
@@ -356,7 +379,7 @@ def plot_interpolation(model: inference.MusicVAEModel, arrays: dict[str, np.ndar
   _, mu, _ = model.encode_tensors(arrays["inputs"][[a, b]], arrays["lengths"][[a, b]],
                                   arrays["controls"][[a, b]])
   z = model.interpolate_z(mu[0], mu[1], 6)
-  out = model.decode_to_tensors(z, temperature=None)
+  out = model.decode_to_tensors(z, temperature=0.5, seed=3)
   for i, ns in enumerate(model.to_sequences(out)):
     render.write_midi(ns, samples / f"interpolation_{i}.mid")
   names = [str(arrays["midi_filename"][i]) for i in (a, b)]
@@ -364,7 +387,7 @@ def plot_interpolation(model: inference.MusicVAEModel, arrays: dict[str, np.ndar
             + [f"B: {names[1]}"])
   grid_figure([arrays["outputs"][a], *out, arrays["outputs"][b]], titles,
               figures / "gen_interpolation.png",
-              "latent interpolation (greedy decoding) between two validation beats")
+              "latent interpolation between two validation beats (T = 0.5, same seed)")
   return names
 
 
@@ -491,13 +514,17 @@ def make_all(runs_dir: pathlib.Path, out: pathlib.Path, extra_runs: Sequence[str
   (tables / "sweep.json").write_text(json.dumps(rows, indent=1) + "\n")
   (tables / "sweep.md").write_text(markdown_table(rows, [
       "run", "steps", "max_beta", "free_bits", "r_loss", "kl_bits", "accuracy_teacher_forced",
-      "accuracy_free_running", "active_units"]))
+      "accuracy_free_running", "active_units", "dims_over_half_bit", "mean_sigma"]))
 
   model = load_model(gen)
   data_hpb = summary["dataset"]["validation"]["hits_per_bar"]
-  summary["temperature"] = plot_temperature(model, data_hpb, figures, samples, num_samples)
+  spread = np.linspace(0, len(val["lengths"]) - 1, num_samples).astype(int)
+  data_div = pairwise_hamming(val["outputs"][spread, :, :9] > 0.5) / (
+      val["outputs"].shape[1] / 16)
+  summary["temperature"] = plot_temperature(model, data_hpb, data_div, figures, samples,
+                                            num_samples)
   summary["interpolation"] = plot_interpolation(model, val, figures, samples)
-  mu = encode_split(model, val, encode_limit)
+  mu, _ = encode_split(model, val, encode_limit)
   explained = plot_latent_pca(mu, primary_style(val["style"][:len(mu)]),
                               figures / "gen_latent_pca.png")
   summary["pca_explained"] = np.round(explained[:5], 4).tolist()

@@ -93,6 +93,7 @@ def test_sweep_table_repeats_the_last_eval_metrics(made):
   assert row["accuracy_free_running"] == round(last["free_running/accuracy"], 4)
   assert row["kl_bits"] == round(last["teacher_forced/kl_bits"], 3)
   assert row["free_bits"] == 48.0 and 0 <= row["active_units"] <= 4
+  assert 0 <= row["dims_over_half_bit"] <= 4 and row["mean_sigma"] > 0
   assert "| 2-bar drums | 0.979 |" in (out / "tables" / "reproduction.md").read_text()
 
 
@@ -115,3 +116,16 @@ def test_latent_pca_finds_the_dominant_direction(tmp_path):
 def test_no_groove_4bar_run_is_an_error(tmp_path):
   with pytest.raises(ValueError, match="no groovae_4bar runs"):
     make_figures.make_all(tmp_path, tmp_path / "out")
+
+
+def test_pairwise_hamming_by_hand():
+  grids = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1]], bool)
+  # pairs: (0,1) 1, (0,2) 3, (1,2) 2 -> mean 2
+  assert make_figures.pairwise_hamming(grids) == pytest.approx(2.0)
+
+
+def test_kl_bits_per_dim_by_hand():
+  mu = np.array([[0.0, 1.0], [0.0, -1.0]])
+  sigma = np.array([[1.0, 1.0], [1.0, 1.0]])
+  # dim 0 is the prior (0 bits); dim 1: 0.5 * mu^2 = 0.5 nats
+  np.testing.assert_allclose(make_figures.kl_bits_per_dim(mu, sigma), [0.0, 0.5 / np.log(2)])
