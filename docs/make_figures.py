@@ -445,6 +445,7 @@ def _task_errors(model: inference.MusicVAEModel, arrays: dict[str, np.ndarray],
   pred_hits = out[..., :9] > 0.5
   return {"examples": int(len(target)),
           "hit_accuracy": round(float((pred_hits == hits).mean()), 4),
+          "hit_accuracy_silent_baseline": round(float(1 - hits.mean()), 4),
           "velocity_mae_midi": round(float(np.abs(out[..., 9:18] - target[..., 9:18])[hits]
                                            .mean() * 127), 2),
           "velocity_mae_midi_mean_baseline": round(float(np.abs(
