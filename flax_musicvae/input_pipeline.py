@@ -30,6 +30,7 @@ from flax_musicvae import config_lib
 Batch = dict[str, np.ndarray]
 FIELDS = ("inputs", "outputs", "controls", "lengths")
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTE_SEQUENCE_DATASETS = ("note_sequences", "folk")
 
 
 def resolve_path(path: str) -> pathlib.Path:
@@ -44,7 +45,11 @@ def build_converter(data_cfg: ml_collections.ConfigDict):
 
 
 def load_split(config: ml_collections.ConfigDict, split: str) -> Batch:
-  """Arrays of one split of ``config.data.dataset`` (``groove`` or ``tfds``).
+  """Arrays of one split of ``config.data.dataset``.
+
+  ``groove``/``tfds``: the Groove MIDI Dataset; ``note_sequences`` (alias ``folk``, e.g.
+  the music21 folk collection of ``pipelines.folk_melodies``): the NoteSequence TFRecord
+  at ``data.path``, split by id hash (``data.eval_fraction``, default 0.1).
 
   The training split is converted in the converter's train mode (seeded by
   ``train.seed``), the others in eval mode, as Magenta does.
@@ -59,9 +64,38 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> Batch:
         mode=mode, seed=config.train.seed, progress=jax.process_index() == 0)
   elif data_cfg.dataset == "tfds":
     arrays = load_tfds_split(data_cfg, split, converter, mode, config.train.seed)
+  elif data_cfg.dataset in NOTE_SEQUENCE_DATASETS:
+    arrays = load_note_sequence_split(config, split, converter, mode)
   else:
-    raise ValueError(f"data.dataset must be 'groove' or 'tfds', got {data_cfg.dataset!r}")
+    raise ValueError(f"data.dataset must be 'groove', 'tfds' or one of "
+                     f"{NOTE_SEQUENCE_DATASETS}, got {data_cfg.dataset!r}")
   return {k: np.asarray(arrays[k]) for k in FIELDS}
+
+
+def load_note_sequence_split(config: ml_collections.ConfigDict, split: str, converter,
+                             mode: str) -> Batch:
+  """``data.path`` (a NoteSequence TFRecord) padded to ``model.max_seq_len``."""
+  from pipelines import note_sequence_dataset  # pylint: disable=g-import-not-at-top
+  data_cfg = config.data
+  if not data_cfg.path:
+    raise ValueError(f"data.dataset={data_cfg.dataset!r} needs data.path: a NoteSequence "
+                     "TFRecord (pipelines.convert_dir or pipelines.folk_melodies)")
+  arrays = note_sequence_dataset.load_note_sequence_split(
+      resolve_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
+      mode=mode, seed=config.train.seed, eval_fraction=data_cfg.get("eval_fraction", 0.1),
+      max_seq_len=config.model.max_seq_len, min_examples=config.train.batch_size,
+      progress=jax.process_index() == 0)
+  check_depths(arrays, config.model)
+  return arrays
+
+
+def check_depths(arrays: Batch, model_cfg: ml_collections.ConfigDict) -> None:
+  """The arrays' feature depths are the model's ``input/output/control_depth``."""
+  for field in ("input", "output", "control"):
+    got, want = arrays[f"{field}s"].shape[-1], model_cfg[f"{field}_depth"]
+    if got != want:
+      raise ValueError(f"the data's {field}s have depth {got} but model.{field}_depth is "
+                       f"{want}: data.converter_kwargs and the model config disagree")
 
 
 def _stack(tensors, depth: int, steps: int) -> np.ndarray:
