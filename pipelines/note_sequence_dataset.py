@@ -113,10 +113,20 @@ def cache_path(path: str | os.PathLike, split: str, converter: Converter, cache_
 
 
 def _save(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
+  """Atomic write; ``inputs`` is left out when it equals ``outputs`` (e.g. melodies)."""
   path.parent.mkdir(parents=True, exist_ok=True)
+  if np.array_equal(arrays["inputs"], arrays["outputs"]):
+    arrays = {k: v for k, v in arrays.items() if k != "inputs"}
   with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
     np.savez(f, **arrays)
   os.replace(f.name, path)
+
+
+def _load(path: pathlib.Path) -> dict[str, np.ndarray]:
+  with np.load(path) as cached:
+    arrays = {k: cached[k] for k in cached.files}
+  arrays.setdefault("inputs", arrays["outputs"])
+  return arrays
 
 
 def load_note_sequence_split(path: str | os.PathLike, split: str, converter: Converter,
@@ -148,8 +158,7 @@ def load_note_sequence_split(path: str | os.PathLike, split: str, converter: Con
   cache = cache_path(path, split, converter, cache_dir, mode, seed, eval_fraction,
                      max_seq_len)
   if cache.exists():
-    with np.load(cache) as cached:
-      arrays = {k: cached[k] for k in FIELDS}
+    arrays = _load(cache)
   else:
     sequences = split_sequences(path, split, eval_fraction)
     arrays = pad_examples(convert(sequences, converter, mode, seed, progress), converter,
