@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.tfds_name = ""
   d.cache_dir = "~/.cache/flax_musicvae"
   d.augment_transpose = 0              # +- semitones (training only)
+  d.eval_fraction = 0.1                # note_sequences: share of sequences held out (by id hash)
 
   t = c.train = ml_collections.ConfigDict()
   t.batch_size = 512

@@ -82,7 +82,7 @@ def load_note_sequence_split(config: ml_collections.ConfigDict, split: str, conv
                      "TFRecord (pipelines.convert_dir or pipelines.folk_melodies)")
   arrays = note_sequence_dataset.load_note_sequence_split(
       resolve_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
-      mode=mode, seed=config.train.seed, eval_fraction=data_cfg.get("eval_fraction", 0.1),
+      mode=mode, seed=config.train.seed, eval_fraction=data_cfg.eval_fraction,
       max_seq_len=config.model.max_seq_len, min_examples=config.train.batch_size,
       progress=jax.process_index() == 0)
   check_depths(arrays, config.model)
