@@ -155,6 +155,9 @@ def run_layer(p: LayerParams, xs: Array, lengths: Array | None, *, keep_prob: fl
 
   Past an example's length the state is frozen and the output is zero. The input
   projection ``x @ kernel[:D]`` is computed for all steps at once outside the scan.
+  Without ``remat`` the recurrence has a hand-written backward pass
+  (:func:`masked_recurrence`) that computes the recurrent kernel's gradient as one
+  matmul over all steps instead of accumulating it step by step.
   """
   batch, steps, depth = xs.shape
   xs = input_dropout(xs, keep_prob, key)
@@ -162,22 +165,82 @@ def run_layer(p: LayerParams, xs: Array, lengths: Array | None, *, keep_prob: fl
     xs = xs @ p["proj_kernel"] + p["proj_bias"]
     depth = xs.shape[-1]
   kernel = p["kernel"].astype(xs.dtype)
-  x_proj = xs @ kernel[:depth] + p["bias"]
+  x_proj = time_major(xs @ kernel[:depth] + p["bias"])
   w_h = kernel[depth:]
   if initial is None:
     initial = (jnp.zeros((batch, units(p)), xs.dtype), jnp.zeros((batch, units(p)), xs.dtype))
   valid = step_mask(lengths, steps, batch)[..., None]
+  if remat:
+    def body(carry, inp):
+      xp, ok = inp
+      c, h = _gates_to_state(xp + h_matmul(carry[1], w_h), carry[0])
+      new = (jnp.where(ok, c, carry[0]), jnp.where(ok, h, carry[1]))
+      return new, jnp.where(ok, h, 0.0)
+    final, out = scan(body, initial, (x_proj, valid), remat)
+  else:
+    out, c, h = masked_recurrence(x_proj, valid, w_h, *initial)
+    final = (c, h)
+  out = time_major(out)
+  if residual:
+    out = out + jnp.where(time_major(valid), xs, 0.0)
+  return out, final
+
+
+def _recurrence_scan(x_proj: Array, valid: Array, w_h: Array, c0: Array, h0: Array):
+  """Forward recurrence; also returns per-step residuals for the backward pass."""
+  def body(carry, inp):
+    c, h = carry
+    xp, ok = inp
+    i, j, f, o = jnp.split(xp + h_matmul(h, w_h), 4, axis=-1)
+    si, tj = jax.nn.sigmoid(i), jnp.tanh(j)
+    sf, so = jax.nn.sigmoid(f + FORGET_BIAS), jax.nn.sigmoid(o)
+    c_new = sf * c + si * tj
+    tc = jnp.tanh(c_new)
+    h_new = so * tc
+    carry = (jnp.where(ok, c_new, c), jnp.where(ok, h_new, h))
+    return carry, (jnp.where(ok, h_new, 0.0), (c, h, si, tj, sf, so, tc))
+  (c, h), (out, res) = jax.lax.scan(body, (c0, h0), (x_proj, valid))
+  return out, c, h, res
+
+
+@jax.custom_vjp
+def masked_recurrence(x_proj: Array, valid: Array, w_h: Array, c0: Array, h0: Array
+                      ) -> tuple[Array, Array, Array]:
+  """LSTMBlockCell recurrence over time-major gate inputs ``x_proj [T, B, 4H]``.
+
+  Returns outputs ``[T, B, H]`` (zero where ``valid`` is False) and the final (c, h),
+  frozen past each example's length.
+  """
+  out, c, h, _ = _recurrence_scan(x_proj, valid, w_h, c0, h0)
+  return out, c, h
+
+
+def _recurrence_fwd(x_proj, valid, w_h, c0, h0):
+  out, c, h, res = _recurrence_scan(x_proj, valid, w_h, c0, h0)
+  return (out, c, h), (valid, w_h, res)
+
+
+def _recurrence_bwd(saved, cotangents):
+  valid, w_h, res = saved
+  d_out, d_c, d_h = cotangents
 
   def body(carry, inp):
-    xp, ok, x = inp
-    c, h = _gates_to_state(xp + h_matmul(carry[1], w_h), carry[0])
-    out = h + x if residual else h
-    new = (jnp.where(ok, c, carry[0]), jnp.where(ok, h, carry[1]))
-    return new, jnp.where(ok, out, 0.0)
+    dc, dh = carry
+    dout, ok, (c, _, si, tj, sf, so, tc) = inp
+    dh_new = jnp.where(ok, dout + dh, 0.0)
+    dc_new = jnp.where(ok, dc, 0.0) + dh_new * so * (1 - tc * tc)
+    d_gates = jnp.concatenate([dc_new * tj * si * (1 - si), dc_new * si * (1 - tj * tj),
+                               dc_new * c * sf * (1 - sf), dh_new * tc * so * (1 - so)], -1)
+    dh_prev = h_matmul(d_gates, w_h.T) + jnp.where(ok, 0.0, dh)
+    dc_prev = dc_new * sf + jnp.where(ok, 0.0, dc)
+    return (dc_prev, dh_prev), d_gates
 
-  residual_in = time_major(xs) if residual else jnp.zeros((steps, 1, 1), xs.dtype)
-  final, out = scan(body, initial, (time_major(x_proj), valid, residual_in), remat)
-  return time_major(out), final
+  (dc0, dh0), d_gates = jax.lax.scan(body, (d_c, d_h), (d_out, valid, res), reverse=True)
+  d_w_h = jnp.einsum("tbh,tbg->hg", res[1], d_gates).astype(w_h.dtype)
+  return d_gates, None, d_w_h, dc0, dh0
+
+
+masked_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
 def h_matmul(h: Array, w_h: Array) -> Array:
