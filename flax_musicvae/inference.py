@@ -207,18 +207,25 @@ def _window_summary(tensors, steps_per_bar: int, shown: int = 8) -> str:
   return "\n".join(lines)
 
 
-def extract_one(ns, converter, steps_per_bar: int = 16):
-  """The single example of ``ns`` (Magenta's TrainedModel.encode contract)."""
+def _infer_tensors(ns, converter, no_example: str):
+  """Infer-mode tensors of ``ns``; user-facing errors when it yields nothing."""
   check_input(ns, converter)
   try:
     tensors = converter.to_tensors(ns, "infer")
   except ValueError as e:
     raise NoExtractedExamplesError(f"{_name(ns)}: {e}") from e
   if not len(tensors):
-    raise NoExtractedExamplesError(
-        f"{_name(ns)} yields no example: the model needs one {converter_window_desc(converter)} "
-        "window in 4/4 with a single tempo; pass a longer clip, or a task mode (humanize, "
-        "drumify, infill, transfer) that chunks any length")
+    raise NoExtractedExamplesError(f"{_name(ns)} {no_example}")
+  return tensors
+
+
+def extract_one(ns, converter, steps_per_bar: int = 16):
+  """The single example of ``ns`` (Magenta's TrainedModel.encode contract)."""
+  tensors = _infer_tensors(
+      ns, converter,
+      f"yields no example: the model needs one {converter_window_desc(converter)} "
+      "window in 4/4 with a single tempo; pass a longer clip, or a task mode (humanize, "
+      "drumify, infill, transfer) that chunks any length")
   if len(tensors) > 1:
     raise MultipleExtractedExamplesError(
         f"{_name(ns)} yields {len(tensors)} candidate windows; encode needs exactly one. "
@@ -553,14 +560,7 @@ def _qpm(ns) -> float:
 def _grid_windows(conv, ns, length: int):
   """Whole-sequence tensors cut into ``length``-step windows: (inputs, outputs, controls,
   steps) with the last window zero-padded."""
-  check_input(ns, conv)
-  try:
-    tensors = conv.to_tensors(ns, "infer")
-  except ValueError as e:
-    raise NoExtractedExamplesError(f"{_name(ns)}: {e}") from e
-  if not len(tensors):
-    raise NoExtractedExamplesError(
-        f"{_name(ns)} yields no drum grid: it must be 4/4 with a single tempo")
+  tensors = _infer_tensors(ns, conv, "yields no drum grid: it must be 4/4 with a single tempo")
   steps = tensors.lengths[0]
   pad = -steps % length
   windows = (steps + pad) // length
