@@ -39,6 +39,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import sys
 import tempfile
 import zipfile
 from typing import Iterator, Sequence
@@ -486,10 +487,17 @@ def build_split(root: str | os.PathLike, split: str, converter: GrooveConverter,
   return _assemble(rows, results, converter, split_bars)
 
 
+def _start_method() -> str | None:
+  """"fork" (fast start) unless JAX/TF threads already run here: forking them can deadlock."""
+  threaded = any(m in sys.modules for m in ("jax", "tensorflow"))
+  if threaded or "fork" not in multiprocessing.get_all_start_methods():
+    return "spawn"
+  return "fork"
+
+
 def _run(tasks, workers: int, progress: bool, desc: str):
   if workers > 1:
-    context = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    context = multiprocessing.get_context(_start_method())
     with context.Pool(workers) as pool:
       results = list(_progress(pool.imap_unordered(_file_examples, tasks, chunksize=8),
                                len(tasks), progress, desc))
