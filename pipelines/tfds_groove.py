@@ -44,7 +44,11 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same folder gives the
 
 
 def _tfds():
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError("the tfds path needs TensorFlow and tensorflow-datasets: "
+                      "pip install -r requirements-extras.txt (or the [data] extra)") from e
   return tfds
 
 
