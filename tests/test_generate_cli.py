@@ -7,18 +7,17 @@ import sys
 
 import numpy as np
 import pytest
-from note_seq.protobuf import music_pb2
 from scipy.io import wavfile
 
-from conftest import FIXTURES, ROOT
+from conftest import ROOT
 from flax_musicvae import attributes
 from flax_musicvae import audio_taps
 from flax_musicvae import config_lib
 from flax_musicvae import generate
 from flax_musicvae import inference
 from flax_musicvae import render
+from test_groove_tasks import BEAT, clip
 
-BEAT = sorted((FIXTURES / "groove").rglob("*_beat_*.mid"))[0]
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +37,7 @@ def workdirs(tmp_path_factory):
 
 def bars_of_beat(path, bars: int, start_bar: int = 0):
   """Notes of the Groove beat that quantize into ``bars`` bars, written as a MIDI file."""
-  ns = inference.read_midi(BEAT)
-  step = 15.0 / ns.tempos[0].qpm
-  out = music_pb2.NoteSequence()
-  out.CopyFrom(ns)
-  del out.notes[:]
-  for note in ns.notes:
-    t = note.start_time - start_bar * 16 * step
-    if t >= 0 and round(t / step) < 16 * bars:
-      out.notes.add().CopyFrom(note)
-      out.notes[-1].start_time, out.notes[-1].end_time = t, t + step
-  out.total_time = 16 * bars * step
-  return render.write_midi(out, path)
+  return render.write_midi(clip(bars, start_bar), path)
 
 
 def run(capsys, *argv):
