@@ -26,11 +26,13 @@ import ml_collections
 import numpy as np
 
 from flax_musicvae import config_lib
+from flax_musicvae.data import augment
 
 Batch = dict[str, np.ndarray]
 FIELDS = ("inputs", "outputs", "controls", "lengths")
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTE_SEQUENCE_DATASETS = ("note_sequences", "folk")
+_AUGMENT_STREAM = 1  # keeps augmentation draws apart from the (seed, epoch) shuffles
 
 
 def resolve_path(path: str) -> pathlib.Path:
@@ -42,6 +44,11 @@ def resolve_path(path: str) -> pathlib.Path:
 def build_converter(data_cfg: ml_collections.ConfigDict):
   """The converter named by ``data.converter``, built with ``data.converter_kwargs``."""
   return config_lib.make_converter(data_cfg)
+
+
+def build_augment(data_cfg: ml_collections.ConfigDict) -> augment.Transposer | None:
+  """The training-batch augmentation ``data.augment_transpose`` asks for (None: none)."""
+  return augment.make_transposer(build_converter(data_cfg), data_cfg.augment_transpose)
 
 
 def load_split(config: ml_collections.ConfigDict, split: str) -> Batch:
@@ -179,10 +186,16 @@ def host_slice(global_batch_size: int, process_index: int, process_count: int) -
 
 
 def train_batches(arrays: Batch, global_batch_size: int, seed: int, start_step: int = 0,
-                  process_index: int = 0, process_count: int = 1) -> Iterator[Batch]:
+                  process_index: int = 0, process_count: int = 1,
+                  augment: Callable[[Batch, np.ndarray], Batch] | None = None
+                  ) -> Iterator[Batch]:
   """This host's part of global batches ``start_step, start_step + 1, ...`` (endless).
 
-  Raises at once (not at the first ``next``) when there is less than one batch of data.
+  ``augment(batch, uniforms)`` (e.g. :class:`flax_musicvae.data.augment.Transposer`)
+  transforms each batch with per-example uniform draws that depend only on
+  ``(seed, step)`` and the example's row in the global batch, so resuming and
+  multi-host runs see the same augmented data. Raises at once (not at the first
+  ``next``) when there is less than one batch of data.
   """
   check_enough_examples(arrays, global_batch_size, "the training split")
   n = num_examples(arrays)
@@ -191,7 +204,11 @@ def train_batches(arrays: Batch, global_batch_size: int, seed: int, start_step: 
   def generate():
     for step in itertools.count(start_step):
       idx = batch_indices(n, global_batch_size, seed, step)[rows]
-      yield {k: arrays[k][idx] for k in FIELDS}
+      batch = {k: arrays[k][idx] for k in FIELDS}
+      if augment is not None:
+        uniforms = np.random.default_rng([seed, step, _AUGMENT_STREAM]).random(global_batch_size)
+        batch = augment(batch, uniforms[rows])
+      yield batch
 
   return generate()
 

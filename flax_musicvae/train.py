@@ -155,8 +155,10 @@ def _apply(model, params, batch, rng, *, train: bool, sampling_probability, comp
   """Forward pass on ``compute_dtype`` copies of the params and float inputs.
 
   The float32 params are what the optimiser updates (their gradients come back through the
-  cast in float32); outputs are cast back to float32 for the loss. How much of the network
-  then runs in ``compute_dtype`` is up to the model's own casts.
+  cast in float32). The model computes in the dtype of the batch (``vae.compute_dtype``:
+  its matmuls and LSTM gates in bfloat16 when asked) and keeps sigma, the KL, the LSTM
+  cell states and the per-step losses in float32; outputs are cast back to float32 for
+  the loss reduction.
   """
   dropout_rng, sample_rng = jax.random.split(rng)
   outputs = model.apply({"params": _cast_floats(params, compute_dtype)},
@@ -455,7 +457,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   start = int(jax.device_get(state.step))
   batches = input_pipeline.train_batches(train_data, tc.batch_size, tc.seed, start,
-                                         jax.process_index(), jax.process_count())
+                                         jax.process_index(), jax.process_count(),
+                                         augment=input_pipeline.build_augment(config.data))
   prefetched = input_pipeline.Prefetcher(
       batches, lambda b: input_pipeline.shard_batch(b, batch_sharding))
   history: list[dict[str, jax.Array]] = []
