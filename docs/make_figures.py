@@ -7,7 +7,9 @@ r"""Regenerates every figure, table and sample of the write-up from training run
 ``metrics.jsonl``). Runs of ``groovae_4bar`` are the KL sweep; the one named by
 ``--generation_run`` (default: the last 4-bar run in name order) is used for samples,
 interpolations and the latent projection; runs of ``groovae_2bar_humanize`` and
-``groovae_2bar_tap_fixed_velocity`` give the task examples. Data statistics come from
+``groovae_2bar_tap_fixed_velocity`` give the task examples; runs of the categorical
+configs in ``TABLE1_RUNS`` (2-bar drums / melody, 16-bar flat and hierarchical melody,
+usually passed with ``--extra_runs``) fill the reproduction table and get curves. Data statistics come from
 the Groove pipeline (``pipelines.groove.load_groove_split``, cached arrays), for the
 dataset named in the runs' configs or ``--groove_dir``. Matplotlib (Agg) only.
 """
@@ -236,7 +238,8 @@ def _save(fig, path: pathlib.Path) -> pathlib.Path:
 # ------------------------------------------------------------------------------ training
 
 
-def plot_training(runs: Sequence[Run], path: pathlib.Path, title: str) -> pathlib.Path:
+def plot_training(runs: Sequence[Run], path: pathlib.Path, title: str,
+                  accuracy: str = "eval hit accuracy") -> pathlib.Path:
   """Reconstruction loss, KL (bits) and accuracy (teacher-forced vs free-running)."""
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
   for i, run in enumerate(runs):
@@ -255,7 +258,7 @@ def plot_training(runs: Sequence[Run], path: pathlib.Path, title: str) -> pathli
   axes[0].set_title("reconstruction loss (line: train, dots: eval)")
   axes[0].set_yscale("log")
   axes[1].set_title("KL(q(z|x) || p(z)) in bits (dotted: free bits)")
-  axes[2].set_title("eval hit accuracy")
+  axes[2].set_title(accuracy)
   for ax in axes:
     ax.set_xlabel("step")
   axes[1].legend(fontsize=7)
@@ -459,18 +462,50 @@ def _task_errors(model: inference.MusicVAEModel, arrays: dict[str, np.ndarray],
 # ------------------------------------------------------------------------------ main
 
 
-def reproduction_rows(groove_runs: Sequence[Run]) -> list[dict]:
-  rows = [{"model": k, "paper TF flat": v[0], "paper TF hier": v[1],
-           "paper sampling flat": v[2], "paper sampling hier": v[3],
-           "ours": "not run (see text)"} for k, v in PAPER_TABLE1.items()]
+#: Magenta config name -> (Table 1 row, "flat" | "hier") for categorical runs.
+TABLE1_RUNS = {
+    "cat-drums_2bar_small": ("2-bar drums", "flat"),
+    "cat-mel_2bar_small": ("2-bar melody", "flat"),
+    "flat-mel_16bar": ("16-bar melody", "flat"),
+    "hierdec-mel_16bar": ("16-bar melody", "hier"),
+}
+REPRODUCTION_COLUMNS = (
+    "model", "paper TF flat", "paper TF hier", "paper sampling flat", "paper sampling hier",
+    "ours TF flat", "ours TF hier", "ours sampling flat", "ours sampling hier", "ours")
+
+
+def _run_note(run: Run, last: dict) -> str:
+  """Data, model size, batch and steps of a categorical run, for the table."""
+  c = run.config
+  data = ("Groove (NoteSequences, id-hash split)" if c.data.dataset == "note_sequences"
+          else c.data.dataset)
+  return (f"{data}; enc {list(c.model.enc_rnn_size)}, dec {list(c.model.dec_rnn_size)}, "
+          f"z {c.model.z_size}; batch {c.train.batch_size}, {last['step']} steps")
+
+
+def reproduction_rows(groove_runs: Sequence[Run], table1_runs: Sequence[Run] = ()
+                      ) -> list[dict]:
+  """Table 1 next to our runs: categorical runs fill their row's flat / hier columns."""
+  rows = {k: {"model": k, "paper TF flat": v[0], "paper TF hier": v[1],
+              "paper sampling flat": v[2], "paper sampling hier": v[3], "ours": []}
+          for k, v in PAPER_TABLE1.items()}
+  for run in table1_runs:
+    last = run.last("eval")
+    if run.config.name not in TABLE1_RUNS or not last:
+      continue
+    model, kind = TABLE1_RUNS[run.config.name]
+    rows[model][f"ours TF {kind}"] = round(last["teacher_forced/accuracy"], 4)
+    rows[model][f"ours sampling {kind}"] = round(last["free_running/accuracy"], 4)
+    rows[model]["ours"].append(f"{kind}: {_run_note(run, last)}")
+  out = [{**r, "ours": " / ".join(r["ours"]) or "not run"} for r in rows.values()]
   for run in groove_runs:
     last = run.last("eval")
     if last:
-      rows.append({"model": f"GrooVAE 4-bar ({run.name}, {last['step']} steps)",
-                   "ours TF flat": round(last["teacher_forced/accuracy"], 4),
-                   "ours sampling flat": round(last["free_running/accuracy"], 4),
-                   "ours": "hit accuracy, Groove validation"})
-  return rows
+      out.append({"model": f"GrooVAE 4-bar ({run.name}, {last['step']} steps)",
+                  "ours TF flat": round(last["teacher_forced/accuracy"], 4),
+                  "ours sampling flat": round(last["free_running/accuracy"], 4),
+                  "ours": "hit accuracy, Groove validation"})
+  return out
 
 
 def make_all(runs_dir: pathlib.Path, out: pathlib.Path, extra_runs: Sequence[str] = (),
@@ -536,10 +571,14 @@ def make_all(runs_dir: pathlib.Path, out: pathlib.Path, extra_runs: Sequence[str
       summary["tasks"][run.name] = plot_task(run, figures, samples, groove_dir)
   (tables / "tasks.json").write_text(json.dumps(summary["tasks"], indent=1) + "\n")
 
-  repro = reproduction_rows(g4)
-  (tables / "reproduction.md").write_text(markdown_table(repro, [
-      "model", "paper TF flat", "paper TF hier", "paper sampling flat",
-      "paper sampling hier", "ours TF flat", "ours sampling flat", "ours"]))
+  table1 = [r for r in runs if r.config.name in TABLE1_RUNS]
+  for model in sorted({TABLE1_RUNS[r.config.name][0] for r in table1}):
+    same = [r for r in table1 if TABLE1_RUNS[r.config.name][0] == model]
+    plot_training(same, figures / f"train_{model.replace(' ', '_')}.png",
+                  f"{model}: {', '.join(r.name for r in same)}", accuracy="eval accuracy")
+  repro = reproduction_rows(g4, table1)
+  summary["reproduction"] = repro
+  (tables / "reproduction.md").write_text(markdown_table(repro, REPRODUCTION_COLUMNS))
   (tables / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
   return summary
 

@@ -129,3 +129,28 @@ def test_kl_bits_per_dim_by_hand():
   sigma = np.array([[1.0, 1.0], [1.0, 1.0]])
   # dim 0 is the prior (0 bits); dim 1: 0.5 * mu^2 = 0.5 nats
   np.testing.assert_allclose(make_figures.kl_bits_per_dim(mu, sigma), [0.0, 0.5 / np.log(2)])
+
+
+def fake_run(root, name, config_name, accuracies):
+  """A workdir with the config of ``configs/<config_name>.py`` and eval metric lines."""
+  workdir = root / name
+  workdir.mkdir()
+  c = _load_module(ROOT / "configs" / f"{config_name}.py", config_name).get_config()
+  (workdir / "config.json").write_text(c.to_json_best_effort())
+  lines = [{"split": "eval", "step": 100 * (i + 1), "teacher_forced/accuracy": tf,
+            "free_running/accuracy": fr} for i, (tf, fr) in enumerate(accuracies)]
+  (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+  return make_figures.Run(workdir)
+
+
+def test_categorical_runs_fill_their_table1_row(tmp_path):
+  flat = fake_run(tmp_path, "flat16", "flat_mel_16bar", [(0.5, 0.4), (0.61, 0.52)])
+  hier = fake_run(tmp_path, "hier16", "hierdec_mel_16bar", [(0.6, 0.5), (0.7, 0.66)])
+  mel2 = fake_run(tmp_path, "mel2", "cat_mel_2bar_small", [(0.8, 0.75)])
+  rows = {r["model"]: r for r in make_figures.reproduction_rows([], [flat, hier, mel2])}
+  row = rows["16-bar melody"]
+  assert (row["ours TF flat"], row["ours sampling flat"]) == (0.61, 0.52)
+  assert (row["ours TF hier"], row["ours sampling hier"]) == (0.7, 0.66)
+  assert row["paper TF hier"] == 0.919 and "200 steps" in row["ours"]
+  assert rows["2-bar melody"]["ours TF flat"] == 0.8
+  assert rows["2-bar drums"]["ours"] == "not run" and "ours TF flat" not in rows["2-bar drums"]
