@@ -152,16 +152,15 @@ def _cast_floats(tree, dtype):
 
 
 def _apply(model, params, batch, rng, *, train: bool, sampling_probability, compute_dtype):
-  """Forward pass on ``compute_dtype`` copies of the params and float inputs.
+  """Forward pass on a ``compute_dtype`` copy of the float inputs.
 
-  The float32 params are what the optimiser updates (their gradients come back through the
-  cast in float32). The model computes in the dtype of the batch (``vae.compute_dtype``:
-  its matmuls and LSTM gates in bfloat16 when asked) and keeps sigma, the KL, the LSTM
-  cell states and the per-step losses in float32; outputs are cast back to float32 for
-  the loss reduction.
+  The model computes in the dtype of the batch (``vae.compute_dtype``: its matmuls and
+  LSTM gates in bfloat16 when asked), casting the float32 params where it uses them, so
+  their gradients are float32 and summed in float32. sigma, the KL, the LSTM cell states
+  and the per-step losses stay float32; outputs are cast to float32 for the loss reduction.
   """
   dropout_rng, sample_rng = jax.random.split(rng)
-  outputs = model.apply({"params": _cast_floats(params, compute_dtype)},
+  outputs = model.apply({"params": params},
                         _cast_floats(batch, compute_dtype), train=train,
                         sampling_probability=sampling_probability,
                         rngs={"dropout": dropout_rng, "sample": sample_rng})

@@ -52,13 +52,16 @@ def _one_hot_sample(logits: Array, key: Array, temperature: float | None) -> Arr
   if temperature is None:
     idx = jnp.argmax(logits, -1)
   else:
-    idx = jax.random.categorical(key, logits / temperature, axis=-1)
+    idx = jax.random.categorical(key, logits.astype(jnp.float32) / temperature, axis=-1)
   return jax.nn.one_hot(idx, logits.shape[-1], dtype=logits.dtype)
 
 
 def head_sample(head: Head, nade_params: dict | None, logits: Array, key: Array,
                 temperature: float | None) -> Array:
-  """Magenta's ``_sample`` for one step; ``temperature=None`` is the greedy/threshold choice."""
+  """Magenta's ``_sample`` for one step; ``temperature=None`` is the greedy/threshold choice.
+
+  Sampling probabilities are computed in float32; the sample has the dtype of ``logits``.
+  """
   if head.kind in ("categorical", "multi_out"):
     splits = jnp.split(logits, list(_cumsum(head.parts))[:-1], axis=-1)
     keys = jax.random.split(key, len(splits))
@@ -69,10 +72,11 @@ def head_sample(head: Head, nade_params: dict | None, logits: Array, key: Array,
     if temperature is None:
       hits = (hits > 0).astype(logits.dtype)
     else:
-      hits = jax.random.bernoulli(key, jax.nn.sigmoid(hits / temperature)).astype(logits.dtype)
+      probs = jax.nn.sigmoid(hits.astype(jnp.float32) / temperature)
+      hits = jax.random.bernoulli(key, probs).astype(logits.dtype)
     return jnp.concatenate([hits, jax.nn.sigmoid(vel), jnp.tanh(off)], -1)
   b_enc, b_dec = logits[..., :head.nade_hidden], logits[..., head.nade_hidden:]
-  return nade.sample(nade_params, b_enc, b_dec, key, temperature)
+  return nade.sample(nade_params, b_enc, b_dec, key, temperature).astype(logits.dtype)
 
 
 def _cumsum(xs: Sequence[int]) -> list[int]:
@@ -100,7 +104,8 @@ class DenseParams(nn.Module):
 
 
 def dense(p: tuple[Array, Array], x: Array) -> Array:
-  return x @ p[0] + p[1]
+  """``tf.layers.dense`` computed in the dtype of ``x``."""
+  return lstm.affine(x, *p)
 
 
 STATE_INIT = nn.initializers.normal(0.001)
@@ -343,7 +348,8 @@ class HierarchicalDecoder:
         res = self.core.stepwise(emb, seg_in, seg_aux, seg_sel, prev, skey, core_dkey,
                                  temperature)
         logits, smp, final = res["logits"], res["samples"], res["final_state"]
-      fb = flat_state(final) if self.autoregressive else jnp.zeros_like(feedback)
+      fb = (flat_state(final).astype(feedback.dtype) if self.autoregressive
+            else jnp.zeros_like(feedback))
       return (cstate, fb, smp[:, -1]), (logits, smp)
 
     xs = (self._segments(inputs), self._segments(aux), self._segments(select), seg_len.T,

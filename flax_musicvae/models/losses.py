@@ -24,7 +24,11 @@ def _categorical(logits: Array, target: Array) -> tuple[Array, Array]:
 
 def step_losses(head: decoders.Head, nade_params: dict | None, logits: Array, target: Array
                 ) -> tuple[Array, dict[str, Array]]:
-  """Per-step loss ``[B, T]`` and per-step metric ingredients (``step_*`` arrays)."""
+  """Per-step loss ``[B, T]`` and per-step metric ingredients (``step_*`` arrays).
+
+  Computed in float32 whatever the dtype of ``logits`` (mixed precision).
+  """
+  logits, target = logits.astype(jnp.float32), target.astype(jnp.float32)
   if head.kind in ("categorical", "multi_out"):
     cuts = decoders._cumsum(head.parts)[:-1]
     parts = [_categorical(l, t) for l, t in zip(jnp.split(logits, cuts, -1),

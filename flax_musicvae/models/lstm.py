@@ -8,6 +8,12 @@ sampling path and nested (hierarchical) scans alike.
 
 Cell math (reference notes §1.3): ``[i, j, f, o] = [x, h] @ kernel + bias``,
 ``c' = σ(f + 1) c + σ(i) tanh(j)``, ``h' = σ(o) tanh(c')``; state ``(c, h)``.
+
+Mixed precision: the matmuls, gates and ``h`` run in the dtype of the inputs (the compute
+dtype, e.g. bfloat16), while matmul accumulation, bias additions, the cell state ``c`` and
+the backward pass's accumulators are kept in at least float32 (:func:`state_dtype`).
+Weights may stay float32: they are cast where they are used (inside the scans, so that
+their per-step gradients also add up in float32).
 """
 
 from __future__ import annotations
@@ -85,21 +91,36 @@ def state_sizes(layers: Sequence[LayerParams]) -> list[int]:
   return [units(p) for p in layers for _ in (0, 1)]
 
 
+def state_dtype(compute_dtype) -> jnp.dtype:
+  """The dtype of the cell state ``c`` for a compute dtype: float32 at least."""
+  return jnp.promote_types(compute_dtype, jnp.float32)
+
+
 def split_state(flat: Array, layers: Sequence[LayerParams]) -> State:
-  """Splits ``[B, sum(state sizes)]`` into ``((c0, h0), (c1, h1), ...)``."""
+  """Splits ``[B, sum(state sizes)]`` into ``((c0, h0), (c1, h1), ...)`` (c in state dtype)."""
   parts = jnp.split(flat, list(itertools.accumulate(state_sizes(layers)))[:-1], axis=-1)
-  return tuple((parts[2 * i], parts[2 * i + 1]) for i in range(len(layers)))
+  c_dtype = state_dtype(flat.dtype)
+  return tuple((parts[2 * i].astype(c_dtype), parts[2 * i + 1]) for i in range(len(layers)))
 
 
 def zero_state(layers: Sequence[LayerParams], batch: int, dtype=jnp.float32) -> State:
-  return tuple((jnp.zeros((batch, units(p)), dtype), jnp.zeros((batch, units(p)), dtype))
-               for p in layers)
+  return tuple((jnp.zeros((batch, units(p)), state_dtype(dtype)),
+                jnp.zeros((batch, units(p)), dtype)) for p in layers)
+
+
+def affine(x: Array, kernel: Array, bias: Array) -> Array:
+  """``x @ kernel + bias`` in the dtype of ``x``, accumulated and biased in the state dtype
+  (so that the bias gradient, a sum over all rows, is summed in float32 too)."""
+  acc = state_dtype(x.dtype)
+  y = jnp.matmul(x, kernel.astype(x.dtype), preferred_element_type=acc)
+  return (y + bias.astype(acc)).astype(x.dtype)
 
 
 def _gates_to_state(gates: Array, c: Array) -> tuple[Array, Array]:
+  """New ``(c, h)``: c in the (wider) dtype of ``c``, h in the dtype of ``gates``."""
   i, j, f, o = jnp.split(gates, 4, axis=-1)
   c = jax.nn.sigmoid(f + FORGET_BIAS) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
-  return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+  return c, (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(gates.dtype)
 
 
 def input_dropout(x: Array, keep_prob: float, key: Array | None) -> Array:
@@ -114,10 +135,10 @@ def layer_step(p: LayerParams, carry: tuple[Array, Array], x: Array, residual: b
                ) -> tuple[tuple[Array, Array], Array]:
   """One time step of one (already dropped-out) layer; returns ``((c, h), output)``."""
   if "proj_kernel" in p:
-    x = x @ p["proj_kernel"] + p["proj_bias"]
+    x = affine(x, p["proj_kernel"], p["proj_bias"])
   c, h = carry
-  gates = jnp.concatenate([x, h.astype(x.dtype)], -1) @ p["kernel"].astype(x.dtype)
-  c, h = _gates_to_state(gates + p["bias"], c)
+  c, h = _gates_to_state(affine(jnp.concatenate([x, h.astype(x.dtype)], -1), p["kernel"],
+                                p["bias"]), c)
   return (c, h), (h + x if residual else h)
 
 
@@ -165,23 +186,23 @@ def run_layer(p: LayerParams, xs: Array, lengths: Array | None, *, keep_prob: fl
   batch, steps, depth = xs.shape
   xs = input_dropout(xs, keep_prob, key)
   if "proj_kernel" in p:
-    xs = xs @ p["proj_kernel"] + p["proj_bias"]
+    xs = affine(xs, p["proj_kernel"], p["proj_bias"])
     depth = xs.shape[-1]
-  kernel = p["kernel"].astype(xs.dtype)
-  x_proj = time_major(xs @ kernel[:depth] + p["bias"])
-  w_h = kernel[depth:]
+  x_proj = time_major(affine(xs, p["kernel"][:depth], p["bias"]))
+  w_h = p["kernel"][depth:]
   if initial is None:
-    initial = (jnp.zeros((batch, units(p)), xs.dtype), jnp.zeros((batch, units(p)), xs.dtype))
+    initial = zero_state([p], batch, xs.dtype)[0]
+  initial = (initial[0].astype(state_dtype(xs.dtype)), initial[1].astype(xs.dtype))
   valid = step_mask(lengths, steps, batch)[..., None]
   if remat:
     def body(carry, inp):
       xp, ok = inp
-      c, h = _gates_to_state(xp + h_matmul(carry[1], w_h), carry[0])
+      c, h = _gates_to_state(xp + h_matmul(carry[1], w_h.astype(xp.dtype)), carry[0])
       new = (jnp.where(ok, c, carry[0]), jnp.where(ok, h, carry[1]))
       return new, jnp.where(ok, h, 0.0)
     final, out = scan(body, initial, (x_proj, valid), remat)
   else:
-    out, c, h = masked_recurrence(x_proj, valid, w_h, *initial)
+    out, c, h = masked_recurrence(x_proj, valid, w_h.astype(xs.dtype), *initial)
     final = (c, h)
   out = time_major(out)
   if residual:
@@ -199,7 +220,7 @@ def _recurrence_scan(x_proj: Array, valid: Array, w_h: Array, c0: Array, h0: Arr
     sf, so = jax.nn.sigmoid(f + FORGET_BIAS), jax.nn.sigmoid(o)
     c_new = sf * c + si * tj
     tc = jnp.tanh(c_new)
-    h_new = so * tc
+    h_new = (so * tc).astype(h.dtype)
     carry = (jnp.where(ok, c_new, c), jnp.where(ok, h_new, h))
     return carry, (jnp.where(ok, h_new, 0.0), (c, h, si, tj, sf, so, tc))
   (c, h), (out, res) = jax.lax.scan(body, (c0, h0), (x_proj, valid), unroll=RECURRENCE_UNROLL)
@@ -212,7 +233,8 @@ def masked_recurrence(x_proj: Array, valid: Array, w_h: Array, c0: Array, h0: Ar
   """LSTMBlockCell recurrence over time-major gate inputs ``x_proj [T, B, 4H]``.
 
   Returns outputs ``[T, B, H]`` (zero where ``valid`` is False) and the final (c, h),
-  frozen past each example's length.
+  frozen past each example's length. ``h0`` has the dtype of ``x_proj`` and ``w_h``,
+  ``c0`` its :func:`state_dtype`.
   """
   out, c, h, _ = _recurrence_scan(x_proj, valid, w_h, c0, h0)
   return out, c, h
@@ -224,8 +246,11 @@ def _recurrence_fwd(x_proj, valid, w_h, c0, h0):
 
 
 def _recurrence_bwd(saved, cotangents):
+  """Reverse scan with the cotangents of c and h accumulated in the state dtype; each
+  returned cotangent has its primal's dtype."""
   valid, w_h, res = saved
   d_out, d_c, d_h = cotangents
+  acc = state_dtype(w_h.dtype)
 
   def body(carry, inp):
     dc, dh = carry
@@ -236,12 +261,14 @@ def _recurrence_bwd(saved, cotangents):
                                dc_new * c * sf * (1 - sf), dh_new * tc * so * (1 - so)], -1)
     dh_prev = h_matmul(d_gates, w_h.T) + jnp.where(ok, 0.0, dh)
     dc_prev = dc_new * sf + jnp.where(ok, 0.0, dc)
-    return (dc_prev, dh_prev), d_gates
+    return (dc_prev, dh_prev), d_gates.astype(w_h.dtype)
 
-  (dc0, dh0), d_gates = jax.lax.scan(body, (d_c, d_h), (d_out, valid, res), reverse=True,
-                                        unroll=RECURRENCE_UNROLL)
-  d_w_h = jnp.einsum("tbh,tbg->hg", res[1], d_gates).astype(w_h.dtype)
-  return d_gates, None, d_w_h, dc0, dh0
+  (dc0, dh0), d_gates = jax.lax.scan(body, (d_c.astype(acc), d_h.astype(acc)),
+                                     (d_out, valid, res), reverse=True,
+                                     unroll=RECURRENCE_UNROLL)
+  d_w_h = jnp.einsum("tbh,tbg->hg", res[1], d_gates, preferred_element_type=acc)
+  d_w_h = d_w_h.astype(w_h.dtype)
+  return d_gates, None, d_w_h, dc0.astype(res[0].dtype), dh0.astype(res[1].dtype)
 
 
 masked_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)

@@ -1,4 +1,8 @@
-"""NADE with external biases (Magenta's ``magenta.common.Nade``), as pure functions."""
+"""NADE with external biases (Magenta's ``magenta.common.Nade``), as pure functions.
+
+Both functions compute in float32 whatever the dtype of their arguments (the NADE is a
+loss / sampling head; see ``losses.step_losses``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,10 @@ Array = jax.Array
 
 def _safe_log(x: Array) -> Array:
   return jnp.log(1e-6 + x)
+
+
+def _float32(*trees):
+  return jax.tree.map(lambda x: x.astype(jnp.float32), trees)
 
 
 class NadeParams(nn.Module):
@@ -30,6 +38,7 @@ class NadeParams(nn.Module):
 def log_prob(p: dict[str, Array], x: Array, b_enc: Array, b_dec: Array
              ) -> tuple[Array, Array]:
   """``log p(x)`` ``[N]`` and conditionals ``p(x_i = 1 | x_<i)`` ``[N, D]`` for ``x [N, D]``."""
+  p, x, b_enc, b_dec = _float32(p, x, b_enc, b_dec)
   def body(a, inp):
     v, w_enc, w_dec, b = inp
     cond = jax.nn.sigmoid(b + jax.nn.sigmoid(a) @ w_dec[:, 0])
@@ -43,7 +52,8 @@ def log_prob(p: dict[str, Array], x: Array, b_enc: Array, b_dec: Array
 
 def sample(p: dict[str, Array], b_enc: Array, b_dec: Array, key: Array | None,
            temperature: float | None) -> Array:
-  """Sequential Bernoulli draws; ``temperature=None`` thresholds at 0.5 (Magenta)."""
+  """Sequential Bernoulli draws (float32); ``temperature=None`` thresholds at 0.5 (Magenta)."""
+  p, b_enc, b_dec = _float32(p, b_enc, b_dec)
   num_dims = b_dec.shape[-1]
   keys = (jnp.zeros((num_dims, 2), jnp.uint32) if key is None
           else jax.random.split(key, num_dims))

@@ -4,6 +4,11 @@
 (see ``tf_names.py``). ``__call__`` runs the training/eval graph of
 ``base_model._compute_model_loss`` up to the per-step losses; ``losses.compute_loss``
 reduces them as Magenta does.
+
+Mixed precision: the network computes in the dtype of the batch's float arrays (of ``z``
+for ``sample``) when that is bfloat16 or float16, else in float32 (:func:`compute_dtype`);
+weights are cast to it at each matmul. sigma, the KL, z's noise and the losses stay in
+float32, as do the LSTM cell states (``lstm.state_dtype``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ from flax_musicvae.models import losses
 
 Array = jax.Array
 DECODERS = ("categorical", "multi_out", "split", "hierarchical", "groove", "nade")
+HALF_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def compute_dtype(x: Array) -> jnp.dtype:
+  """The dtype the network runs in for input ``x``: its own if half precision, else float32."""
+  dtype = jnp.dtype(x.dtype)
+  return dtype if dtype in HALF_DTYPES else jnp.dtype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,35 +156,39 @@ class MusicVAE(nn.Module):
       return self.make_rng("dropout")
     return None
 
-  def _controls(self, controls: Array | None, batch: int, steps: int) -> Array:
+  def _controls(self, controls: Array | None, batch: int, steps: int, dtype) -> Array:
     if controls is None:
-      controls = jnp.zeros((batch, steps, 0), jnp.float32)
+      controls = jnp.zeros((batch, steps, 0), dtype)
     if controls.shape[-1] != self.spec.control_depth:
       raise ValueError(f"controls depth {controls.shape[-1]} != control_depth "
                        f"{self.spec.control_depth}")
-    return controls[:, :steps].astype(jnp.float32)
+    return controls[:, :steps].astype(dtype)
 
   def encode(self, batch: dict[str, Array], *, train: bool = False) -> tuple[Array, Array]:
-    """Posterior parameters (mu, sigma) ``[B, z]`` of ``batch['inputs']`` (+ controls)."""
-    x = batch["inputs"][:, :self.spec.max_seq_len].astype(jnp.float32)
+    """Posterior parameters (mu, sigma) ``[B, z]`` (float32) of ``batch['inputs']``
+    (+ controls)."""
+    dtype = compute_dtype(batch["inputs"])
+    x = batch["inputs"][:, :self.spec.max_seq_len].astype(dtype)
     lengths = jnp.minimum(batch["lengths"], x.shape[1])
-    controls = self._controls(batch.get("controls"), x.shape[0], x.shape[1])
+    controls = self._controls(batch.get("controls"), x.shape[0], x.shape[1], dtype)
     h = self.encoder(jnp.concatenate([x, controls], -1), lengths, self._dropout_key(train))
-    mu = decoders.dense(self.mu(), h)
-    sigma = jax.nn.softplus(decoders.dense(self.sigma(), h))
+    mu = decoders.dense(self.mu(), h).astype(jnp.float32)
+    sigma = jax.nn.softplus(decoders.dense(self.sigma(), h).astype(jnp.float32))
     return mu, sigma
 
   def decode(self, z: Array, batch: dict[str, Array], *, train: bool = False) -> Array:
     """Teacher-forced logits ``[B, T, proj]`` for targets ``batch['outputs']``."""
     x_input, _, lengths, controls = self._targets(batch)
-    logits, _ = self.decoder().teacher(z, x_input, controls, lengths, self._dropout_key(train))
+    logits, _ = self.decoder().teacher(z.astype(x_input.dtype), x_input, controls, lengths,
+                                       self._dropout_key(train))
     return logits
 
   def _targets(self, batch):
-    x_target = batch["outputs"][:, :self.spec.max_seq_len].astype(jnp.float32)
+    dtype = compute_dtype(batch["outputs"])
+    x_target = batch["outputs"][:, :self.spec.max_seq_len].astype(dtype)
     x_input = jnp.pad(x_target[:, :-1], ((0, 0), (1, 0), (0, 0)))
     lengths = jnp.minimum(batch["lengths"], x_target.shape[1])
-    controls = self._controls(batch.get("controls"), *x_target.shape[:2])
+    controls = self._controls(batch.get("controls"), *x_target.shape[:2], dtype)
     return x_input, x_target, lengths, controls
 
   def sample(self, z: Array, *, temperature: float | None = 1.0, controls: Array | None = None,
@@ -182,11 +198,13 @@ class MusicVAE(nn.Module):
     Returns ``outputs [B, L, D]``, ``lengths [B]`` and pre-activation ``logits``.
     """
     batch, length = z.shape[0], length or self.spec.max_seq_len
-    controls = self._controls(controls, batch, length)
+    dtype = compute_dtype(z)
+    z = z.astype(dtype)
+    controls = self._controls(controls, batch, length, dtype)
     if controls.shape[1] != length:
       raise ValueError(f"controls cover {controls.shape[1]} steps, need {length}")
     depth = self.spec.output_depth
-    zeros = jnp.zeros((batch, length, depth), jnp.float32)
+    zeros = jnp.zeros((batch, length, depth), dtype)
     res = self.decoder().stepwise(z, zeros, controls, jnp.ones((batch, length), bool),
                                   zeros[:, 0], self.make_rng("sample"), None, temperature,
                                   end_token)
@@ -211,6 +229,7 @@ class MusicVAE(nn.Module):
     else:
       mu = sigma = z = jnp.zeros((bsz, 0), jnp.float32)
       kl = jnp.zeros((bsz,), jnp.float32)
+    z = z.astype(x_input.dtype)
     dec = self.decoder()
     dkey = self._dropout_key(train)
     if isinstance(sampling_probability, (int, float)) and sampling_probability == 0.0:
