@@ -471,7 +471,15 @@ TABLE1_RUNS = {
 }
 REPRODUCTION_COLUMNS = (
     "model", "paper TF flat", "paper TF hier", "paper sampling flat", "paper sampling hier",
-    "ours TF flat", "ours TF hier", "ours sampling flat", "ours sampling hier", "ours")
+    "ours TF flat", "ours TF hier", "ours sampling flat", "ours sampling hier",
+    "majority class", "ours")
+
+
+def majority_class_accuracy(arrays: dict[str, np.ndarray]) -> float:
+  """Accuracy of always predicting the most frequent target class (valid steps only)."""
+  steps = np.arange(arrays["outputs"].shape[1])[None, :] < arrays["lengths"][:, None]
+  classes = np.argmax(arrays["outputs"], axis=-1)[steps]
+  return float(np.bincount(classes).max() / classes.size)
 
 
 def _run_note(run: Run, last: dict) -> str:
@@ -483,9 +491,12 @@ def _run_note(run: Run, last: dict) -> str:
           f"z {c.model.z_size}; batch {c.train.batch_size}, {last['step']} steps")
 
 
-def reproduction_rows(groove_runs: Sequence[Run], table1_runs: Sequence[Run] = ()
-                      ) -> list[dict]:
-  """Table 1 next to our runs: categorical runs fill their row's flat / hier columns."""
+def reproduction_rows(groove_runs: Sequence[Run], table1_runs: Sequence[Run] = (),
+                      baselines: dict[str, float] | None = None) -> list[dict]:
+  """Table 1 next to our runs: categorical runs fill their row's flat / hier columns.
+
+  ``baselines``: run name -> majority-class accuracy on that run's validation split.
+  """
   rows = {k: {"model": k, "paper TF flat": v[0], "paper TF hier": v[1],
               "paper sampling flat": v[2], "paper sampling hier": v[3], "ours": []}
           for k, v in PAPER_TABLE1.items()}
@@ -497,6 +508,8 @@ def reproduction_rows(groove_runs: Sequence[Run], table1_runs: Sequence[Run] = (
     rows[model][f"ours TF {kind}"] = round(last["teacher_forced/accuracy"], 4)
     rows[model][f"ours sampling {kind}"] = round(last["free_running/accuracy"], 4)
     rows[model]["ours"].append(f"{kind}: {_run_note(run, last)}")
+    if baselines and run.name in baselines:
+      rows[model]["majority class"] = round(baselines[run.name], 4)
   out = [{**r, "ours": " / ".join(r["ours"]) or "not run"} for r in rows.values()]
   for run in groove_runs:
     last = run.last("eval")
@@ -576,7 +589,9 @@ def make_all(runs_dir: pathlib.Path, out: pathlib.Path, extra_runs: Sequence[str
     same = [r for r in table1 if TABLE1_RUNS[r.config.name][0] == model]
     plot_training(same, figures / f"train_{model.replace(' ', '_')}.png",
                   f"{model}: {', '.join(r.name for r in same)}", accuracy="eval accuracy")
-  repro = reproduction_rows(g4, table1)
+  baselines = {r.name: majority_class_accuracy(input_pipeline.load_split(r.config, "validation"))
+               for r in table1}
+  repro = reproduction_rows(g4, table1, baselines)
   summary["reproduction"] = repro
   (tables / "reproduction.md").write_text(markdown_table(repro, REPRODUCTION_COLUMNS))
   (tables / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")

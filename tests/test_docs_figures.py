@@ -147,10 +147,21 @@ def test_categorical_runs_fill_their_table1_row(tmp_path):
   flat = fake_run(tmp_path, "flat16", "flat_mel_16bar", [(0.5, 0.4), (0.61, 0.52)])
   hier = fake_run(tmp_path, "hier16", "hierdec_mel_16bar", [(0.6, 0.5), (0.7, 0.66)])
   mel2 = fake_run(tmp_path, "mel2", "cat_mel_2bar_small", [(0.8, 0.75)])
-  rows = {r["model"]: r for r in make_figures.reproduction_rows([], [flat, hier, mel2])}
+  rows = {r["model"]: r for r in make_figures.reproduction_rows([], [flat, hier, mel2],
+                                                                {"mel2": 0.5})}
   row = rows["16-bar melody"]
   assert (row["ours TF flat"], row["ours sampling flat"]) == (0.61, 0.52)
   assert (row["ours TF hier"], row["ours sampling hier"]) == (0.7, 0.66)
   assert row["paper TF hier"] == 0.919 and "200 steps" in row["ours"]
   assert rows["2-bar melody"]["ours TF flat"] == 0.8
+  assert rows["2-bar melody"]["majority class"] == 0.5
   assert rows["2-bar drums"]["ours"] == "not run" and "ours TF flat" not in rows["2-bar drums"]
+
+
+def test_majority_class_accuracy_counts_valid_steps_only():
+  outputs = np.zeros((2, 4, 3))
+  outputs[0, :, 1] = 1                      # class 1 at all 4 steps
+  outputs[1, :2, 2] = 1                     # class 2 at the 2 valid steps
+  outputs[1, 2:, 1] = 1                     # padding: not counted
+  arrays = {"outputs": outputs, "lengths": np.array([4, 2])}
+  assert make_figures.majority_class_accuracy(arrays) == pytest.approx(4 / 6)
