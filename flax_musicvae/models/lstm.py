@@ -10,8 +10,8 @@ Cell math (reference notes §1.3): ``[i, j, f, o] = [x, h] @ kernel + bias``,
 ``c' = σ(f + 1) c + σ(i) tanh(j)``, ``h' = σ(o) tanh(c')``; state ``(c, h)``.
 
 Mixed precision: the matmuls, gates and ``h`` run in the dtype of the inputs (the compute
-dtype, e.g. bfloat16), while matmul accumulation, bias additions, the cell state ``c`` and
-the backward pass's accumulators are kept in at least float32 (:func:`state_dtype`).
+dtype, e.g. bfloat16), while bias additions, the cell state ``c`` and the backward pass's
+accumulators are kept in at least float32 (:func:`state_dtype`).
 Weights may stay float32: they are cast where they are used (inside the scans, so that
 their per-step gradients also add up in float32).
 """
@@ -109,11 +109,11 @@ def zero_state(layers: Sequence[LayerParams], batch: int, dtype=jnp.float32) -> 
 
 
 def affine(x: Array, kernel: Array, bias: Array) -> Array:
-  """``x @ kernel + bias`` in the dtype of ``x``, accumulated and biased in the state dtype
-  (so that the bias gradient, a sum over all rows, is summed in float32 too)."""
+  """``x @ kernel + bias`` in the dtype of ``x``, the bias added in the state dtype (so that
+  its gradient, a sum over all rows, is summed in float32 too)."""
   acc = state_dtype(x.dtype)
-  y = jnp.matmul(x, kernel.astype(x.dtype), preferred_element_type=acc)
-  return (y + bias.astype(acc)).astype(x.dtype)
+  y = (x @ kernel.astype(x.dtype)).astype(acc) + bias.astype(acc)
+  return y.astype(x.dtype)
 
 
 def _gates_to_state(gates: Array, c: Array) -> tuple[Array, Array]:
