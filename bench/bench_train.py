@@ -7,7 +7,11 @@ posterior, initial-state and output projections; backward = 2x forward) and comp
 with the machine's peak measured on a large float32 ``jnp.dot``. The original Magenta
 does 64-100 examples/s on this kind of machine (reference README).
 
+``--compute_dtype bfloat16`` times mixed precision (``train.compute_dtype``); the peak is
+still the float32 one, and CPUs without bf16 matmul units gain nothing from it.
+
   python bench/bench_train.py [--config groove_4bar] [--batch_size 64] [--steps 30]
+      [--compute_dtype float32] [--output bench/results/train_<config>_cpu.json]
 """
 
 import argparse
