@@ -2,19 +2,23 @@
 
 Times the real training path (background prefetch, device transfer, the jitted sharded
 train step) on the cached Groove train split, after a warm-up that includes the compile.
-The model's matmul FLOPs per example are counted analytically (LSTM gate matmuls,
-posterior, initial-state and output projections; backward = 2x forward) and compared
-with the machine's peak measured on a large float32 ``jnp.dot``. The original Magenta
-does 64-100 examples/s on this kind of machine (reference README).
+The model's matmul FLOPs per example are counted from the jaxpr of its forward pass
+(``flax_musicvae.flops``; any architecture, hierarchical included; training = 3x forward,
+the usual model-FLOPs convention, so remat recomputation does not count) and compared
+with the device's peak measured on a large ``jnp.dot`` in the compute dtype (model FLOP
+utilisation). The original Magenta does 64-100 examples/s on this kind of CPU machine
+(reference README).
 
-``--compute_dtype bfloat16`` times mixed precision (``train.compute_dtype``); the peak is
-still the float32 one, and CPUs without bf16 matmul units gain nothing from it.
+``--compute_dtype bfloat16`` times mixed precision (``train.compute_dtype``); CPUs
+without bf16 matmul units gain nothing from it. On a GPU, e.g.
+``--config hierdec_mel_16bar --batch_size 512 --compute_dtype bfloat16``.
 
   python bench/bench_train.py [--config groove_4bar] [--batch_size 64] [--steps 30]
-      [--compute_dtype float32] [--output bench/results/train_<config>_cpu.json]
+      [--compute_dtype float32] [--output bench/results/train_<config>_<backend>.json]
 """
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -25,8 +29,10 @@ import time
 import jax
 import jax.numpy as jnp
 
+from flax_musicvae import flops
 from flax_musicvae import input_pipeline
 from flax_musicvae import train
+from flax_musicvae.models import vae
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAGENTA_EXAMPLES_PER_SECOND = (64, 100)
@@ -39,34 +45,21 @@ def load_config(name: str):
   return module.get_config()
 
 
-def _lstm_flops(inputs: int, sizes, steps: int) -> int:
-  """Forward matmul FLOPs of an LSTM stack: per layer and step 2 * (in + h) * 4h."""
-  flops = 0
-  for h in sizes:
-    flops += 2 * (inputs + h) * 4 * h * steps
-    inputs = h
-  return flops
+def forward_flops_per_example(config) -> int:
+  """Matmul FLOPs of one example's training-mode forward pass (from the jaxpr)."""
+  model = vae.build_model(config)
+  batch = vae.dummy_batch(config.model, 1)
+  keys = {k: jax.random.PRNGKey(i) for i, k in enumerate(("params", "dropout", "sample"))}
+  params = jax.eval_shape(lambda: model.init(keys, batch, train=False))["params"]
+  forward = functools.partial(
+      train._apply, model, train=True, sampling_probability=0.0,  # pylint: disable=protected-access
+      compute_dtype=jnp.dtype(config.train.compute_dtype))
+  return flops.matmul_flops(lambda p, b: forward(p, b, keys["dropout"]), params, batch)
 
 
-def forward_flops_per_example(m) -> int:
-  """Matmul FLOPs of one flat-decoder example (bidirectional encoder), forward pass."""
-  if m.encoder != "bidirectional" or m.decoder == "hierarchical":
-    raise ValueError("analytic count implemented for flat decoders + bidirectional encoder")
-  steps, enc, dec = m.max_seq_len, tuple(m.enc_rnn_size), tuple(m.dec_rnn_size)
-  flops, inputs = 0, m.input_depth + m.control_depth
-  for h in enc:  # both directions; a layer's input is both directions of the previous one
-    flops += 2 * _lstm_flops(inputs, (h,), steps)
-    inputs = 2 * h
-  flops += 2 * (2 * 2 * enc[-1] * m.z_size)                   # mu, sigma
-  flops += 2 * m.z_size * sum(2 * h for h in dec)              # z -> initial state
-  flops += _lstm_flops(m.output_depth + m.z_size + m.control_depth, dec, steps)
-  flops += 2 * dec[-1] * m.output_depth * steps                # output projection
-  return flops
-
-
-def peak_flops(n: int = 2048, repeats: int = 10) -> float:
-  """Best float32 matmul FLOP/s of ``jnp.dot`` on [n, n] x [n, n]."""
-  a = jnp.ones((n, n), jnp.float32)
+def peak_flops(dtype, n: int = 2048, repeats: int = 10) -> float:
+  """Best matmul FLOP/s of ``jnp.dot`` on [n, n] x [n, n] in ``dtype``."""
+  a = jnp.ones((n, n), dtype)
   dot = jax.jit(jnp.dot)
   dot(a, a).block_until_ready()
   best = float("inf")
@@ -118,8 +111,9 @@ def main() -> None:
   timing = time_training(config, train_data, args.steps, args.warmup)
   steps_per_second = timing["timed_steps"] / timing["seconds"]
   examples_per_second = steps_per_second * args.batch_size
-  flops_per_example = 3 * forward_flops_per_example(config.model)
-  peak = peak_flops()
+  flops_per_example = 3 * forward_flops_per_example(config)
+  backend = jax.default_backend()
+  peak = peak_flops(jnp.dtype(args.compute_dtype), 2048 if backend == "cpu" else 8192)
   achieved = examples_per_second * flops_per_example
   result = {
       "config": args.config, "batch_size": args.batch_size,
@@ -135,8 +129,8 @@ def main() -> None:
       "load_average_1_5_15": os.getloadavg(), "machine": platform.machine(),
       "processor": platform.processor(),
   }
-  out = pathlib.Path(args.output or
-                     ROOT / "bench" / "results" / f"train_{args.config}_cpu.json")
+  default = ROOT / "bench" / "results" / f"train_{args.config}_{backend}.json"
+  out = pathlib.Path(args.output or default)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1) + "\n")
   print(json.dumps(result, indent=1))
