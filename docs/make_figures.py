@@ -475,6 +475,14 @@ REPRODUCTION_COLUMNS = (
     "majority class", "ours")
 
 
+def evaluated_examples(run: Run) -> dict[str, np.ndarray]:
+  """The validation examples ``run``'s evaluations used (its ``eval_num_batches``)."""
+  arrays = input_pipeline.load_split(run.config, "validation")
+  batches = list(input_pipeline.eval_batches(arrays, run.config.train.batch_size,
+                                             run.config.train.eval_num_batches))
+  return {k: np.concatenate([b[k] for b in batches]) for k in ("outputs", "lengths")}
+
+
 def majority_class_accuracy(arrays: dict[str, np.ndarray]) -> float:
   """Accuracy of always predicting the most frequent target class (valid steps only)."""
   steps = np.arange(arrays["outputs"].shape[1])[None, :] < arrays["lengths"][:, None]
@@ -495,7 +503,8 @@ def reproduction_rows(groove_runs: Sequence[Run], table1_runs: Sequence[Run] = (
                       baselines: dict[str, float] | None = None) -> list[dict]:
   """Table 1 next to our runs: categorical runs fill their row's flat / hier columns.
 
-  ``baselines``: run name -> majority-class accuracy on that run's validation split.
+  ``baselines``: run name -> majority-class accuracy on the validation examples that
+  run evaluated on.
   """
   rows = {k: {"model": k, "paper TF flat": v[0], "paper TF hier": v[1],
               "paper sampling flat": v[2], "paper sampling hier": v[3], "ours": []}
@@ -589,8 +598,7 @@ def make_all(runs_dir: pathlib.Path, out: pathlib.Path, extra_runs: Sequence[str
     same = [r for r in table1 if TABLE1_RUNS[r.config.name][0] == model]
     plot_training(same, figures / f"train_{model.replace(' ', '_')}.png",
                   f"{model}: {', '.join(r.name for r in same)}", accuracy="eval accuracy")
-  baselines = {r.name: majority_class_accuracy(input_pipeline.load_split(r.config, "validation"))
-               for r in table1}
+  baselines = {r.name: majority_class_accuracy(evaluated_examples(r)) for r in table1}
   repro = reproduction_rows(g4, table1, baselines)
   summary["reproduction"] = repro
   (tables / "reproduction.md").write_text(markdown_table(repro, REPRODUCTION_COLUMNS))

@@ -165,3 +165,22 @@ def test_majority_class_accuracy_counts_valid_steps_only():
   outputs[1, 2:, 1] = 1                     # padding: not counted
   arrays = {"outputs": outputs, "lengths": np.array([4, 2])}
   assert make_figures.majority_class_accuracy(arrays) == pytest.approx(4 / 6)
+
+
+def test_majority_baseline_uses_the_runs_evaluated_examples(tmp_path):
+  from pipelines import convert_dir  # pylint: disable=g-import-not-at-top
+  records = tmp_path / "groove.tfrecord"
+  convert_dir.convert_directory(GROOVE, records, num_workers=1, progress=False)
+  c = _load_module(ROOT / "configs" / "cat_drums_2bar_small.py", "drums").get_config()
+  c.data.update(dataset="note_sequences", path=str(records), eval_fraction=0.5,
+                cache_dir=str(tmp_path / "cache"))
+  c.train.update(batch_size=2, eval_num_batches=2)
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(c.to_json_best_effort())
+  (workdir / "metrics.jsonl").write_text("")
+  evaluated = make_figures.evaluated_examples(make_figures.Run(workdir))
+  validation = make_figures.input_pipeline.load_split(c, "validation")
+  assert len(validation["lengths"]) > 4
+  np.testing.assert_array_equal(evaluated["outputs"], validation["outputs"][:4])
+  np.testing.assert_array_equal(evaluated["lengths"], validation["lengths"][:4])
