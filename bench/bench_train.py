@@ -14,7 +14,8 @@ without bf16 matmul units gain nothing from it. On a GPU, e.g.
 ``--config hierdec_mel_16bar --batch_size 512 --compute_dtype bfloat16``.
 
   python bench/bench_train.py [--config groove_4bar] [--batch_size 64] [--steps 30]
-      [--compute_dtype float32] [--output bench/results/train_<config>_<backend>.json]
+      [--compute_dtype float32] [--data_path PATH]
+      [--output bench/results/train_<config>_<backend>.json]
 """
 
 import argparse
@@ -102,11 +103,16 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--compute_dtype", default="float32")
   parser.add_argument("--output", default=None)
+  parser.add_argument("--data_path", default=None,
+                      help="config.data.path (e.g. the folk NoteSequence TFRecord for melody "
+                           "configs); default: the config's")
   args = parser.parse_args()
 
   config = load_config(args.config)
   config.train.batch_size = args.batch_size
   config.train.compute_dtype = args.compute_dtype
+  if args.data_path:
+    config.data.path = args.data_path
   train_data = input_pipeline.load_split(config, "train")
   timing = time_training(config, train_data, args.steps, args.warmup)
   steps_per_second = timing["timed_steps"] / timing["seconds"]
