@@ -152,7 +152,7 @@ def _cast_floats(tree, dtype):
 
 
 def _apply(model, params, batch, rng, *, train: bool, sampling_probability, compute_dtype):
-  """Forward pass on a ``compute_dtype`` copy of the float inputs.
+  """Forward pass on a ``compute_dtype`` copy of the float inputs (targets stay as given).
 
   The model computes in the dtype of the batch (``vae.compute_dtype``: its matmuls and
   LSTM gates in bfloat16 when asked), casting the float32 params where it uses them, so
@@ -160,8 +160,9 @@ def _apply(model, params, batch, rng, *, train: bool, sampling_probability, comp
   and the per-step losses stay float32; outputs are cast to float32 for the loss reduction.
   """
   dropout_rng, sample_rng = jax.random.split(rng)
+  targets = {"outputs": batch["outputs"]}   # full precision: the loss compares against them
   outputs = model.apply({"params": params},
-                        _cast_floats(batch, compute_dtype), train=train,
+                        {**_cast_floats(batch, compute_dtype), **targets}, train=train,
                         sampling_probability=sampling_probability,
                         rngs={"dropout": dropout_rng, "sample": sample_rng})
   return _cast_floats(outputs, jnp.float32)

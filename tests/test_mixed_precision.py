@@ -164,3 +164,24 @@ def test_bfloat16_training_reduces_loss_on_real_groove(groove_dir, tmp_path):
   assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(state.params))
   print("bf16 training loss", history[0], "->", history[-1])
   assert np.mean(history[-5:]) < 0.8 * np.mean(history[:5]), history
+
+
+def test_bfloat16_loss_uses_full_precision_targets():
+  c, model, _ = _case("groove_teacher")
+  batch = _batch(model.spec, seed=3)
+  rng = np.random.default_rng(3)
+  batch["outputs"] = batch["outputs"] * rng.uniform(0.1, 1.0, batch["outputs"].shape).astype(
+      np.float32)        # velocities/offsets that bf16 cannot represent exactly
+  batch["inputs"] = batch["outputs"]
+  rounded = dict(batch, outputs=batch["outputs"].astype(jnp.bfloat16).astype(np.float32))
+  assert not np.array_equal(rounded["outputs"], batch["outputs"])
+  params = jax.jit(lambda k: model.init({"params": k}, batch, train=False))(
+      jax.random.PRNGKey(0))["params"]
+  run = lambda b: train._apply(model, params, b, jax.random.PRNGKey(1), train=False,  # noqa: E731
+                               sampling_probability=0.0, compute_dtype=jnp.dtype("bfloat16"))
+  full, coarse = run(batch), run(rounded)
+  # The decoder sees bf16 inputs either way, so the logits agree; only the targets differ.
+  np.testing.assert_array_equal(full["logits"], coarse["logits"])
+  expected, _ = losses.step_losses(model.spec.head, None, full["logits"], batch["outputs"])
+  np.testing.assert_allclose(full["step_loss"], expected, rtol=1e-6)
+  assert not np.allclose(full["step_loss"], coarse["step_loss"], rtol=1e-6)

@@ -184,9 +184,11 @@ class MusicVAE(nn.Module):
     return logits
 
   def _targets(self, batch):
-    dtype = compute_dtype(batch["outputs"])
-    x_target = batch["outputs"][:, :self.spec.max_seq_len].astype(dtype)
-    x_input = jnp.pad(x_target[:, :-1], ((0, 0), (1, 0), (0, 0)))
+    """Decoder inputs (shifted targets) in the compute dtype of ``batch['inputs']``; the
+    targets themselves keep their own precision for the float32 loss."""
+    dtype = compute_dtype(batch.get("inputs", batch["outputs"]))
+    x_target = batch["outputs"][:, :self.spec.max_seq_len]
+    x_input = jnp.pad(x_target[:, :-1].astype(dtype), ((0, 0), (1, 0), (0, 0)))
     lengths = jnp.minimum(batch["lengths"], x_target.shape[1])
     controls = self._controls(batch.get("controls"), *x_target.shape[:2], dtype)
     return x_input, x_target, lengths, controls
