@@ -160,9 +160,10 @@ def _apply(model, params, batch, rng, *, train: bool, sampling_probability, comp
   and the per-step losses stay float32; outputs are cast to float32 for the loss reduction.
   """
   dropout_rng, sample_rng = jax.random.split(rng)
-  targets = {"outputs": batch["outputs"]}   # full precision: the loss compares against them
+  inputs = {k: v for k, v in batch.items() if k != "outputs"}   # targets stay full precision
   outputs = model.apply({"params": params},
-                        {**_cast_floats(batch, compute_dtype), **targets}, train=train,
+                        {**_cast_floats(inputs, compute_dtype), "outputs": batch["outputs"]},
+                        train=train,
                         sampling_probability=sampling_probability,
                         rngs={"dropout": dropout_rng, "sample": sample_rng})
   return _cast_floats(outputs, jnp.float32)

@@ -71,6 +71,10 @@ class Transposer:
     low, high = self.shift_bounds(batch)
     if np.any((shifts < low) | (shifts > high)):
       raise ValueError("a shift moves notes out of the pitch range or exceeds max_shift")
+    return self._shifted(batch, shifts)
+
+  def _shifted(self, batch: Batch, shifts: np.ndarray) -> Batch:
+    """``batch`` transposed by in-range ``shifts`` (a copy; nothing checked)."""
     out = {k: v.copy() for k, v in batch.items()}
     for shift in np.unique(shifts[shifts != 0]):
       rows = shifts == shift
@@ -83,7 +87,8 @@ class Transposer:
     return out
 
   def __call__(self, batch: Batch, uniforms: np.ndarray) -> Batch:
-    return self.apply(batch, self.random_shifts(batch, uniforms))
+    """``batch`` with random in-range shifts (the bounds are computed once)."""
+    return self._shifted(batch, self.random_shifts(batch, uniforms))
 
 
 def chord_source_columns(shift: int) -> np.ndarray:
