@@ -71,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
   t.compute_dtype = "float32"          # float32 | bfloat16 (params stay float32)
   t.seed = 0
   t.warm_start_from = ""               # another run's workdir / checkpoint: params only
+  t.max_nonfinite_steps = 20          # stop after this many consecutive non-finite steps
   return c
 
 

@@ -2,8 +2,8 @@ r"""Imports a Magenta TF1 MusicVAE / GrooVAE checkpoint, or exports ours (no Ten
 
   python -m flax_musicvae.import_checkpoint --config=configs/groove_4bar.py \
       --checkpoint=groovae_4bar.tar --workdir=/tmp/groovae_4bar
-  python -m flax_musicvae.import_checkpoint --config=configs/groove_4bar.py \
-      --workdir=/tmp/my_run --tf_checkpoint=/tmp/export/model.ckpt --magentajs_dir=/tmp/js
+  python -m flax_musicvae.import_checkpoint --workdir=/tmp/my_run \
+      --tf_checkpoint=/tmp/export/model.ckpt --magentajs_dir=/tmp/js
 
 ``--checkpoint`` is a checkpoint prefix (``.../model.ckpt-1234``), its directory or
 one of Magenta's published ``.tar`` bundles. The variables are checked against the
@@ -20,16 +20,20 @@ imported model, ``--mode=train`` fine-tunes it (fresh Adam moments, learning rat
 ``global_step``), and ``--config.train.warm_start_from=<workdir>`` starts another run
 from its weights. ``--magentajs_dir`` also writes a @magenta/music checkpoint folder.
 
-Without ``--checkpoint`` it exports instead: the parameters of the latest checkpoint in
-``--workdir`` go to a TF1 checkpoint with Magenta's variable names and ``global_step``
-(``--tf_checkpoint``, restorable by Magenta's ``TrainedModel``) and/or a magenta.js
-folder (``--magentajs_dir``).
+Without ``--checkpoint`` it exports instead: the parameters of the newest usable
+checkpoint in ``--workdir`` (with the workdir's own config.json) go to a TF1 checkpoint
+with Magenta's variable names and ``global_step`` (``--tf_checkpoint``, restorable by
+Magenta's ``TrainedModel``) and/or a magenta.js folder (``--magentajs_dir``).
+
+User errors (a bad or mismatched checkpoint, an existing step, a missing workdir) are
+one ``error: ...`` line and exit code 2.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import tarfile
 from typing import Any, Sequence
 
 from absl import app
@@ -39,10 +43,14 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
+from flax_musicvae import cli
+from flax_musicvae import workdir as workdir_lib
 from flax_musicvae.checkpoints import magenta_import
+from flax_musicvae.checkpoints import tensor_bundle
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Model configuration file (configs/<name>.py).", lock_config=True)
+    "config", None, "Model configuration file (configs/<name>.py): needed to import; an "
+    "export uses the workdir's config.json.", lock_config=True)
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Magenta checkpoint to import: prefix, directory or .tar bundle. "
     "Leave unset to export the latest checkpoint of --workdir.")
@@ -57,7 +65,7 @@ _SUBSTITUTIONS = flags.DEFINE_multi_string(
 _MAGENTAJS_DIR = flags.DEFINE_string(
     "magentajs_dir", None, "Also write a magenta.js checkpoint folder here.")
 
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def parse_substitutions(specs: Sequence[str]) -> list[tuple[str, str]]:
@@ -73,44 +81,22 @@ def parse_substitutions(specs: Sequence[str]) -> list[tuple[str, str]]:
 
 def save_to_workdir(params: Any, step: int, config: ml_collections.ConfigDict,
                     workdir: str | os.PathLike) -> pathlib.Path:
-  """Writes ``params`` as checkpoint ``step`` of ``workdir``; returns the step's folder."""
+  """Writes ``params`` (with a fresh optimiser state) as checkpoint ``step`` of ``workdir``.
+
+  Returns the step's folder; ``FileExistsError`` when that step exists.
+  """
   from flax_musicvae import optim  # pylint: disable=g-import-not-at-top
-  from flax_musicvae import train  # pylint: disable=g-import-not-at-top
-  workdir = pathlib.Path(workdir).resolve()
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   params = jax.tree.map(jnp.asarray, params)
-  tx = optim.create_optimizer(config.train)
-  state = train.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
-                           opt_state=tx.init(params),
-                           rng=jax.random.PRNGKey(config.train.seed))
-  with train.checkpoint_manager(workdir, config) as manager:
-    if step in manager.all_steps():
-      raise FileExistsError(f"{workdir / 'checkpoints' / str(step)} already exists")
-    train.save_checkpoint(manager, state, config)
-    manager.wait_until_finished()
-  return workdir / "checkpoints" / str(step)
+  opt_state = optim.create_optimizer(config.train).init(params)
+  checkpoint = workdir_lib.Checkpoint(step, params, opt_state,
+                                      jax.random.PRNGKey(config.train.seed))
+  return pathlib.Path(workdir_lib.save(pathlib.Path(workdir).resolve(), config, checkpoint))
 
 
-def load_from_workdir(config: ml_collections.ConfigDict, workdir: str | os.PathLike
-                      ) -> tuple[Any, int]:
-  """(params, step) of the latest checkpoint in ``workdir``."""
-  from flax_musicvae import train  # pylint: disable=g-import-not-at-top
-  from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
-  folder = pathlib.Path(workdir).resolve() / "checkpoints"
-  steps = sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit())
-  if not steps:
-    raise FileNotFoundError(f"no checkpoint under {folder}")
-  template = tf_names.unflatten({p: jnp.zeros(s, jnp.float32)
-                                 for p, s in tf_names.param_shapes(config).items()})
-  return train.load_params(folder / str(steps[-1]), template), steps[-1]
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
+def run(config: ml_collections.ConfigDict | None) -> None:
   if _CHECKPOINT.value:
+    if config is None:
+      raise app.UsageError("--checkpoint needs --config (the model the checkpoint is for)")
     params, step = magenta_import.import_params(
         _CHECKPOINT.value, config, parse_substitutions(_SUBSTITUTIONS.value))
     folder = save_to_workdir(params, step, config, _WORKDIR.value)
@@ -119,13 +105,23 @@ def main(argv: Sequence[str]) -> None:
     if not (_TF_CHECKPOINT.value or _MAGENTAJS_DIR.value):
       raise app.UsageError("give --checkpoint to import, or --tf_checkpoint and/or "
                            "--magentajs_dir to export")
-    params, step = load_from_workdir(config, _WORKDIR.value)
+    config, params, step = workdir_lib.load(_WORKDIR.value)
   if _TF_CHECKPOINT.value:
     prefix = magenta_import.export_tf_checkpoint(params, _TF_CHECKPOINT.value, step)
     print(f"TF1 checkpoint (global_step {step}) -> {prefix}")
   if _MAGENTAJS_DIR.value:
     magenta_import.export_magentajs(params, config, _MAGENTAJS_DIR.value)
     print(f"magenta.js checkpoint -> {_MAGENTAJS_DIR.value}")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.quiet_logs()
+  with cli.user_errors(magenta_import.CheckpointMismatchError, tensor_bundle.CheckpointError,
+                       workdir_lib.WorkdirError, tarfile.TarError, EOFError,
+                       FileNotFoundError, FileExistsError):
+    run(cli.config_value(_CONFIG))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import os
 import pathlib
 from typing import Any, Sequence, Union
@@ -27,6 +26,7 @@ import numpy as np
 
 from flax_musicvae import config_lib
 from flax_musicvae import models
+from flax_musicvae import workdir as workdir_lib
 
 CACHE_DIR = pathlib.Path(os.environ.get("FLAX_MUSICVAE_CACHE",
                                         "~/.cache/flax_musicvae")).expanduser()
@@ -62,12 +62,7 @@ class MultipleExtractedExamplesError(InputError):
 # ----------------------------------------------------------------------------- loading
 
 
-def load_config(workdir: PathLike) -> ml_collections.ConfigDict:
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    raise FileNotFoundError(f"{path} not found: --workdir must be a training run directory "
-                            "(python -m flax_musicvae.main --workdir=...)")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+load_config = workdir_lib.load_config
 
 
 def load_config_file(path: PathLike) -> ml_collections.ConfigDict:
@@ -82,66 +77,16 @@ def load_config_file(path: PathLike) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
-def _latest_step_dir(workdir: pathlib.Path) -> pathlib.Path:
-  ckpts = workdir / "checkpoints"
-  steps = sorted((int(p.name), p) for p in ckpts.glob("*") if p.name.isdigit()) \
-      if ckpts.is_dir() else []
-  if not steps:
-    raise FileNotFoundError(f"no checkpoint under {ckpts}: train first or pass another workdir")
-  return steps[-1][1]
-
-
-def _abstract_params(config) -> Any:
-  model = models.build_model(config)
-  batch = models.dummy_batch(model.spec, 1)
-  rngs = {k: jax.random.PRNGKey(0) for k in ("params", "dropout", "sample")}
-  return jax.eval_shape(lambda: model.init(rngs, batch, train=False))["params"]
-
-
-def _params_cache_path(step_dir: pathlib.Path) -> pathlib.Path:
-  stamp = f"{step_dir.resolve()}:{step_dir.stat().st_mtime_ns}"
-  return CACHE_DIR / "params" / (hashlib.sha1(stamp.encode()).hexdigest() + ".npz")
-
-
-def _flatten(params) -> dict[str, np.ndarray]:
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  return {"/".join(k): np.asarray(v)
-          for k, v in traverse_util.flatten_dict(params).items()}
-
-
-def _unflatten(flat: dict[str, np.ndarray]) -> Any:
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-
-
 def load_workdir_params(workdir: PathLike, config) -> Any:
-  """Latest parameters of ``workdir`` (orbax), cached as .npz for fast reloads."""
-  step_dir = _latest_step_dir(pathlib.Path(workdir))
-  cache = _params_cache_path(step_dir)
-  if cache.exists():
-    with np.load(cache) as f:
-      return _unflatten({k: f[k] for k in f.files})
-  from flax_musicvae import train  # pylint: disable=g-import-not-at-top
-  params = train.load_params(step_dir, _abstract_params(config))
-  cache.parent.mkdir(parents=True, exist_ok=True)
-  tmp = cache.with_suffix(".tmp.npz")
-  np.savez(tmp, **_flatten(params))
-  tmp.replace(cache)
-  return params
+  """Newest usable parameters of ``workdir``, cached as .npz for fast reloads."""
+  return workdir_lib.load_params(workdir, workdir_lib.abstract_params(config),
+                                 CACHE_DIR / "params")[0]
 
 
 def save_workdir(config, params, workdir: PathLike, step: int = 0) -> pathlib.Path:
   """Writes ``config.json`` and an orbax checkpoint (params only) in the training layout."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-  with ocp.CheckpointManager(workdir / "checkpoints",
-                             options=ocp.CheckpointManagerOptions(create=True)) as manager:
-    manager.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params),
-        config=ocp.args.JsonSave(json.loads(config.to_json_best_effort()))), force=True)
-    manager.wait_until_finished()
+  workdir_lib.save(workdir, config, workdir_lib.Checkpoint(step, params))
   return workdir
 
 

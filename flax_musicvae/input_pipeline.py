@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 import pathlib
 import queue
 import threading
@@ -30,15 +31,13 @@ from flax_musicvae.data import augment
 
 Batch = dict[str, np.ndarray]
 FIELDS = ("inputs", "outputs", "controls", "lengths")
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTE_SEQUENCE_DATASETS = ("note_sequences", "folk")
 _AUGMENT_STREAM = 1  # keeps augmentation draws apart from the (seed, epoch) shuffles
 
 
 def resolve_path(path: str) -> pathlib.Path:
-  """``~`` expanded; relative paths are taken from the repository root."""
-  p = pathlib.Path(path).expanduser()
-  return p if p.is_absolute() else (REPO_ROOT / p).resolve()
+  """``~`` expanded; relative paths are taken from the current directory."""
+  return pathlib.Path(path).expanduser().absolute()
 
 
 def build_converter(data_cfg: ml_collections.ConfigDict):
@@ -52,14 +51,21 @@ def build_augment(data_cfg: ml_collections.ConfigDict) -> augment.Transposer | N
 
 
 def load_split(config: ml_collections.ConfigDict, split: str) -> Batch:
-  """Arrays of one split of ``config.data.dataset``.
+  """Arrays of one split of ``config.data.dataset`` (see :func:`load_split_with_stats`)."""
+  return load_split_with_stats(config, split)[0]
+
+
+def load_split_with_stats(config: ml_collections.ConfigDict, split: str
+                          ) -> tuple[Batch, dict[str, Any] | None]:
+  """Arrays of one split of ``config.data.dataset``, and what was skipped building them.
 
   ``groove``/``tfds``: the Groove MIDI Dataset; ``note_sequences`` (alias ``folk``, e.g.
   the music21 folk collection of ``pipelines.folk_melodies``): the NoteSequence TFRecord
   at ``data.path``, split by id hash (``data.eval_fraction``, default 0.1).
 
   The training split is converted in the converter's train mode (seeded by
-  ``train.seed``), the others in eval mode, as Magenta does.
+  ``train.seed``), the others in eval mode, as Magenta does. The stats (``groove``
+  only, else None) count files and windows, with each skipped file and its reason.
   """
   data_cfg = config.data
   converter = build_converter(data_cfg)
@@ -76,7 +82,26 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> Batch:
   else:
     raise ValueError(f"data.dataset must be 'groove', 'tfds' or one of "
                      f"{NOTE_SEQUENCE_DATASETS}, got {data_cfg.dataset!r}")
-  return {k: np.asarray(arrays[k]) for k in FIELDS}
+  stats = json.loads(str(arrays["stats"])) if "stats" in arrays else None
+  return {k: np.asarray(arrays[k]) for k in FIELDS}, stats
+
+
+def describe_stats(split: str, stats: dict[str, Any] | None) -> str:
+  """One line: a split's examples and the files that gave none, with reasons."""
+  if stats is None:
+    return f"data {split}: no per-file report for this dataset"
+  skipped = stats.get("skipped")
+  if skipped is None:  # a cache built before files were named: counts only
+    skipped = [{"file": f"{n} file(s)", "reason": reason}
+               for reason, n in stats["files_skipped"].items()]
+  count = len(skipped) if "skipped" in stats else sum(stats["files_skipped"].values())
+  line = (f"data {split}: {stats['examples']} examples from {stats['files']} files, "
+          f"{count} without examples")
+  if not skipped:
+    return line
+  shown = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+  more = f"; {len(skipped) - 3} more in data_report.json" if len(skipped) > 3 else ""
+  return f"{line} ({shown}{more})"
 
 
 def load_note_sequence_split(config: ml_collections.ConfigDict, split: str, converter,

@@ -1,10 +1,15 @@
 r"""Trains or evaluates a MusicVAE / GrooVAE model.
 
   python -m flax_musicvae.main --config=configs/groove_4bar.py --workdir=/tmp/groove_4bar
-  python -m flax_musicvae.main --config=configs/groove_4bar.py --workdir=/tmp/groove_4bar \
-      --mode=eval
+  python -m flax_musicvae.main --workdir=/tmp/groove_4bar              # resume
+  python -m flax_musicvae.main --workdir=/tmp/groove_4bar --mode=eval
   python -m flax_musicvae.main --config=configs/groove_4bar.py --workdir=/tmp/g \
       --config.train.batch_size=64 --config.train.num_train_steps=1000
+
+An existing workdir remembers its config (``config.json``): ``--config`` may then change
+training settings (``train.*``) but not the model or the data. SIGTERM or Ctrl-C stop
+after the current step, save it and exit with 128 + the signal number. User errors are
+one ``error: ...`` line and exit code 2; ``--verbosity=1`` shows tracebacks and INFO logs.
 
 Several hosts (TPU pod slice, GPU cluster): add ``--distributed`` (or set
 ``FLAX_MUSICVAE_DISTRIBUTED=1``) on every host; ``jax.distributed.initialize`` then
@@ -15,7 +20,7 @@ detects the cluster, or takes ``--coordinator_address``, ``--num_processes`` and
 from __future__ import annotations
 
 import os
-import signal
+import sys
 
 from absl import app
 from absl import flags
@@ -23,10 +28,11 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from flax_musicvae import train
+from flax_musicvae import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Training configuration file (configs/<name>.py).", lock_config=True)
+    "config", None, "Configuration file (configs/<name>.py); optional for an existing workdir.",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: checkpoints, config.json, metrics, TensorBoard events.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
@@ -39,19 +45,12 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts (optional).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index (optional).")
 
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
-def _interrupt(signum, frame) -> None:
-  del frame
-  raise KeyboardInterrupt(f"received signal {signum}")
-
-
-def main(argv) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  # SIGTERM (preemption, scancel, kill) ends training like Ctrl-C: checkpoint, then exit.
-  signal.signal(signal.SIGTERM, _interrupt)
+def run() -> None:
+  """Trains or evaluates; raises the library's errors."""
+  from flax_musicvae import train  # pylint: disable=g-import-not-at-top
   if _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
@@ -59,9 +58,23 @@ def main(argv) -> None:
   logging.info("JAX process %d / %d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   if _MODE.value == "train":
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
   else:
-    train.evaluate(_CONFIG.value, _WORKDIR.value)
+    train.evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.quiet_logs()
+  from flax_musicvae import train, workdir  # pylint: disable=g-import-not-at-top
+  try:
+    with cli.user_errors(train.NonFiniteError, workdir.SaveError, exit_code=1), \
+        cli.user_errors(train.ConfigError, workdir.WorkdirError, FileNotFoundError):
+      run()
+  except train.Interrupted as e:
+    print(f"{_WORKDIR.value}: {e}, exiting", file=sys.stderr)
+    sys.exit(128 + e.signum)
 
 
 if __name__ == "__main__":

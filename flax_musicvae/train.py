@@ -6,36 +6,36 @@ state are replicated, XLA inserts the gradient all-reduce. Per-step randomness i
 ``fold_in(state.rng, step)`` and the batch order a function of ``(seed, step)``, so a run
 resumed from a checkpoint continues exactly as if it had never stopped.
 
-Workdir layout: ``config.json``, ``checkpoints/<step>/`` (orbax: ``params``, ``train``
-(step, optimiser state, rng) and ``config``), ``metrics.jsonl`` and TensorBoard event
-files under ``tensorboard/{train,eval}``.
+The run directory (config, checkpoints, metrics, lock) is ``flax_musicvae.workdir``'s.
+At most ``MAX_STEPS_IN_FLIGHT`` steps run ahead of the host, so a SIGTERM/SIGINT is
+answered within a couple of steps plus one synchronous save.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
-import json
 import os
-import pathlib
-import socket
-import struct
+import signal
+import sys
+import threading
 import time
 from typing import Any, Callable, Iterable
 
 from absl import logging
+from etils import epath
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import tqdm
 
 from flax_musicvae import input_pipeline
 from flax_musicvae import optim
-from flax_musicvae.checkpoints import crc32c
+from flax_musicvae import workdir as workdir_lib
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, float]
@@ -47,83 +47,6 @@ class TrainState(flax.struct.PyTreeNode):
   params: Any
   opt_state: Any
   rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
-
-
-# ----------------------------------------------------------------------------- metrics output
-
-
-def _event_record(data: bytes) -> bytes:
-  length = struct.pack("<Q", len(data))
-  crc = lambda b: struct.pack("<I", crc32c.mask(crc32c.value(b)))
-  return length + crc(length) + data + crc(data)
-
-
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  while True:
-    byte, n = n & 0x7F, n >> 7
-    out.append(byte | (0x80 if n else 0))
-    if not n:
-      return bytes(out)
-
-
-def _event_proto(wall_time: float, step: int, *, file_version: str = "",
-                 scalars: dict[str, float] | None = None) -> bytes:
-  """A serialized ``tensorboard.Event`` (wall_time=1, step=2, file_version=3, summary=5)."""
-  out = b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step)
-  if file_version:
-    out += b"\x1a" + _varint(len(file_version)) + file_version.encode()
-  if scalars:
-    summary = b""
-    for tag, value in scalars.items():  # Summary.Value: tag=1, simple_value=2
-      tag_bytes = tag.encode()
-      v = b"\x0a" + _varint(len(tag_bytes)) + tag_bytes + b"\x15" + struct.pack("<f", value)
-      summary += b"\x0a" + _varint(len(v)) + v
-    out += b"\x2a" + _varint(len(summary)) + summary
-  return out
-
-
-class EventFileWriter:
-  """Scalar summaries in TensorBoard's event-file format, without TensorFlow."""
-
-  def __init__(self, logdir: str | os.PathLike):
-    logdir = pathlib.Path(logdir)
-    logdir.mkdir(parents=True, exist_ok=True)
-    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
-    self._file = open(logdir / name, "ab")
-    self._write(_event_proto(time.time(), 0, file_version="brain.Event:2"))
-
-  def _write(self, event: bytes) -> None:
-    self._file.write(_event_record(event))
-    self._file.flush()
-
-  def scalars(self, step: int, scalars: dict[str, float]) -> None:
-    self._write(_event_proto(time.time(), step, scalars=scalars))
-
-  def close(self) -> None:
-    self._file.close()
-
-
-class MetricWriter:
-  """``metrics.jsonl`` (one line per write) plus TensorBoard events per split."""
-
-  def __init__(self, workdir: pathlib.Path, enabled: bool = True):
-    self._enabled = enabled
-    self._workdir = workdir
-    self._events: dict[str, EventFileWriter] = {}
-
-  def write(self, split: str, step: int, metrics: Metrics) -> None:
-    if not self._enabled:
-      return
-    with open(self._workdir / "metrics.jsonl", "a") as f:
-      f.write(json.dumps({"split": split, "step": step, **metrics}) + "\n")
-    if split not in self._events:
-      self._events[split] = EventFileWriter(self._workdir / "tensorboard" / split)
-    self._events[split].scalars(step, metrics)
-
-  def close(self) -> None:
-    for writer in self._events.values():
-      writer.close()
 
 
 # ----------------------------------------------------------------------------- model + steps
@@ -208,8 +131,14 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx: optax.Gradient
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=loss, global_norm=optax.tree.norm(grads),
-                   learning_rate=lr_fn(state.step), sampling_probability=sp)
+    global_norm = optax.tree.norm(grads)
+    # A non-finite loss or gradient leaves params and optimiser state as they were.
+    finite = jnp.isfinite(loss) & jnp.isfinite(global_norm)
+    params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                     (params, opt_state), (state.params, state.opt_state))
+    metrics = dict(metrics, loss=loss, global_norm=global_norm,
+                   learning_rate=lr_fn(state.step), sampling_probability=sp,
+                   skipped=1.0 - finite.astype(jnp.float32))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return jax.jit(step_fn, in_shardings=(replicated, batch_sharding),
@@ -252,13 +181,20 @@ def make_eval_step(config: ml_collections.ConfigDict, model, mesh: jax.sharding.
 
 
 def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: int,
-                    batches: Iterable[Batch]) -> Metrics:
-  """Mean metrics over ``batches`` for every pass of :func:`eval_passes`."""
+                    batches: Iterable[Batch], stop: Callable[[], bool] = lambda: False
+                    ) -> Metrics | None:
+  """Mean metrics over ``batches`` for every pass of :func:`eval_passes`.
+
+  ``None`` when ``stop()`` turned true before the last batch.
+  """
   passes, magenta = eval_passes(config, step)
   base_rng = jax.random.PRNGKey(config.train.seed + 1)
   sums: dict[str, Any] = {}
   count = 0
   for i, batch in enumerate(batches):
+    jax.block_until_ready(sums)  # at most one batch in flight: ``stop`` is seen promptly
+    if stop():
+      return None
     rng = jax.random.fold_in(base_rng, i)
     for name, sp in passes.items():
       for k, v in eval_step(params, batch, rng, jnp.int32(step), sp).items():
@@ -271,88 +207,108 @@ def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: 
   return out
 
 
-# ----------------------------------------------------------------------------- checkpoints
 
 
-def _abstract(tree):
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+# ----------------------------------------------------------------------------- run control
+
+#: Train steps dispatched ahead of the host: a signal waits for at most this many.
+MAX_STEPS_IN_FLIGHT = 2
 
 
-def _train_item(state: TrainState) -> dict[str, Any]:
-  return {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
+class ConfigError(ValueError):
+  """A config that cannot train; the message names the setting."""
 
 
-def checkpoint_manager(workdir: pathlib.Path,
-                       config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.train.checkpoints_to_keep,
-                                         create=True)
-  return ocp.CheckpointManager(workdir / "checkpoints", options=options)
+class NonFiniteError(RuntimeError):
+  """Training stopped after too many consecutive non-finite steps."""
 
 
-def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState,
-                    config: ml_collections.ConfigDict) -> bool:
-  """Saves ``state`` at its step (asynchronously); False when that step already exists."""
-  step = int(jax.device_get(state.step))
-  if step in manager.all_steps():
-    return False
-  return manager.save(step, args=ocp.args.Composite(
-      params=ocp.args.StandardSave(state.params),
-      train=ocp.args.StandardSave(_train_item(state)),
-      config=ocp.args.JsonSave(json.loads(config.to_json_best_effort()))), force=True)
+class Interrupted(KeyboardInterrupt):
+  """SIGTERM/SIGINT stopped training (after saving the last completed step)."""
+
+  def __init__(self, signum: int):
+    super().__init__(f"stopped by {signal.Signals(signum).name}")
+    self.signum = signum
 
 
-def restore_checkpoint(manager: ocp.CheckpointManager, state: TrainState,
-                       step: int | None = None) -> TrainState:
-  """``state`` with everything replaced by checkpoint ``step`` (default: the latest)."""
-  step = manager.latest_step() if step is None else step
-  restored = manager.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(_abstract(state.params)),
-      train=ocp.args.StandardRestore(_abstract(_train_item(state)))))
-  return state.replace(params=restored.params, **restored.train)
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ConfigError`` for settings no run can use (before any data is read)."""
+  from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
+  base = config_lib.base_config()
+  unknown = [f"{section}.{k}" for section in ("model", "data", "train")
+             for k in config.get(section, {}) if k not in base[section]]
+  if unknown:
+    raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+  tc = config.train
+  for key in ("batch_size", "num_train_steps", "log_every_steps", "eval_every_steps",
+              "checkpoint_every_steps", "checkpoints_to_keep", "max_nonfinite_steps"):
+    if not isinstance(tc[key], int) or tc[key] < 1:
+      raise ConfigError(f"train.{key} must be a positive integer, got {tc[key]!r}")
+  if tc.batch_size % jax.device_count():
+    raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the "
+                      f"{jax.device_count()} devices")
 
 
-def load_params(path: str | os.PathLike, params: Any) -> Any:
-  """Parameters (only) from another run: its workdir, checkpoints folder or a step folder.
+class _StopOnSignal:
+  """SIGTERM/SIGINT handling for one training run.
 
-  ``params`` gives the expected structure, shapes and shardings.
+  While ``armed`` (the train loop) a signal only records itself in ``signum``: the loop
+  finishes the step, saves and raises ``Interrupted``. Before that (setup, restore,
+  compilation: nothing new to save) a signal raises ``Interrupted`` at once, as does a
+  second signal. Outside the main thread signals are left alone.
   """
-  path = input_pipeline.resolve_path(os.fspath(path))
-  if (path / "params").is_dir():
-    with ocp.StandardCheckpointer() as ckptr:
-      return ckptr.restore(path / "params", _abstract(params))
-  if (path / "checkpoints").is_dir():
-    path = path / "checkpoints"
-  with ocp.CheckpointManager(path) as manager:
-    step = manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint found under {path}")
-    return manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(_abstract(params)))).params
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum = 0
+    self.armed = False
+    self._previous = {}
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    if self.armed and not self.signum:
+      self.signum = signum
+      return
+    raise Interrupted(signum)
+
+  def __enter__(self) -> "_StopOnSignal":
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
 
 
 # ----------------------------------------------------------------------------- loops
 
 
-def _mean_metrics(history: list[dict[str, jax.Array]]) -> Metrics:
-  history = jax.device_get(history)
-  return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+_SPLIT_NAMES = {"train": "the training split", "validation": "the evaluation split"}
 
 
-def _load_data(config, train_data, eval_data):
-  if train_data is None:
-    train_data = input_pipeline.load_split(config, "train")
-  if eval_data is None:
-    eval_data = input_pipeline.load_split(config, "validation")
-  batch_size = config.train.batch_size
-  input_pipeline.check_enough_examples(train_data, batch_size, "the training split")
-  input_pipeline.check_enough_examples(eval_data, batch_size, "the evaluation split")
-  return train_data, eval_data
+def _load_data(config, run: epath.Path, **splits: dict[str, np.ndarray] | None
+               ) -> list[dict[str, np.ndarray]]:
+  """The named splits (``train=``, ``validation=``: given arrays, or None to load them).
 
-
-def _check_batch_size(config: ml_collections.ConfigDict) -> None:
-  if config.train.batch_size % jax.device_count():
-    raise ValueError(f"train.batch_size={config.train.batch_size} must be divisible by the "
-                     f"{jax.device_count()} devices")
+  Loaded splits' skipped files go to the run's data report and one line each on
+  stdout. Data problems are ``ConfigError``.
+  """
+  report = {}
+  try:
+    for split, given in splits.items():
+      if given is None:
+        splits[split], report[split] = input_pipeline.load_split_with_stats(config, split)
+      input_pipeline.check_enough_examples(splits[split], config.train.batch_size,
+                                           _SPLIT_NAMES[split])
+  except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+    raise ConfigError(f"data: {e}") from e
+  if report and jax.process_index() == 0:
+    workdir_lib.update_data_report(run, report)
+    for split, stats in report.items():
+      print(input_pipeline.describe_stats(split, stats), flush=True)
+  return list(splits.values())
 
 
 @dataclasses.dataclass
@@ -362,20 +318,19 @@ class _Setup:
   tx: optax.GradientTransformation
   mesh: jax.sharding.Mesh
   state: TrainState
-  manager: ocp.CheckpointManager
 
 
-def _setup(config, workdir: pathlib.Path, example_batch) -> _Setup:
+def _setup(config, example_batch) -> _Setup:
   models, _, _ = _models()
-  _check_batch_size(config)
   mesh = create_mesh()
   model = models.build_model(config)
   tx = optim.create_optimizer(config.train)
   state = init_train_state(config, model, tx, example_batch, mesh)
-  return _Setup(model, tx, mesh, state, checkpoint_manager(workdir, config))
+  return _Setup(model, tx, mesh, state)
 
 
-def _evaluate(config, setup: _Setup, eval_step, state: TrainState, eval_data) -> Metrics:
+def _evaluate(config, setup: _Setup, eval_step, state: TrainState, eval_data,
+              stop: Callable[[], bool] = lambda: False) -> Metrics | None:
   _, batch_sharding = _shardings(setup.mesh)
   batches = input_pipeline.eval_batches(eval_data, config.train.batch_size,
                                         config.train.eval_num_batches,
@@ -383,12 +338,7 @@ def _evaluate(config, setup: _Setup, eval_step, state: TrainState, eval_data) ->
   with input_pipeline.Prefetcher(
       batches, lambda b: input_pipeline.shard_batch(b, batch_sharding)) as prefetched:
     return evaluate_params(config, eval_step, state.params, int(jax.device_get(state.step)),
-                           prefetched)
-
-
-def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+                           prefetched, stop)
 
 
 def _print_summary(title: str, rows: dict[str, Any]) -> None:
@@ -400,15 +350,40 @@ def _print_summary(title: str, rows: dict[str, Any]) -> None:
   print("\n".join(lines), flush=True)
 
 
-def _restore_or_warm_start(config, setup: _Setup) -> TrainState:
+def _template(state: TrainState) -> workdir_lib.Checkpoint:
+  return workdir_lib.Checkpoint(0, state.params, state.opt_state, state.rng)
+
+
+def _restore_or_warm_start(config, setup: _Setup, ckpts: workdir_lib.Checkpoints
+                           ) -> TrainState:
+  """The newest usable checkpoint (a params-only one gets a fresh optimiser), a warm
+  start, or the initial state."""
   state = setup.state
-  if setup.manager.latest_step() is not None:
-    logging.info("Resuming from checkpoint step %d", setup.manager.latest_step())
-    return restore_checkpoint(setup.manager, state)
+  restored = ckpts.restore(_template(state))
+  if restored is not None:
+    logging.info("Resuming from checkpoint step %d", restored.step)
+    if restored.opt_state is None:
+      return state.replace(step=jnp.int32(restored.step), params=restored.params,
+                           opt_state=setup.tx.init(restored.params))
+    return state.replace(step=jnp.int32(restored.step), params=restored.params,
+                         opt_state=restored.opt_state, rng=restored.rng)
   if config.train.warm_start_from:
-    logging.info("Warm start: parameters from %s", config.train.warm_start_from)
-    return state.replace(params=load_params(config.train.warm_start_from, state.params))
+    source = config.train.warm_start_from
+    logging.info("Warm start: parameters from %s", source)
+    params, _ = workdir_lib.load_params(os.path.abspath(os.path.expanduser(source))
+                                        if workdir_lib.is_local(source) else source,
+                                        state.params)
+    return state.replace(params=params)
   return state
+
+
+def _save(ckpts: workdir_lib.Checkpoints, state: TrainState, config, log) -> None:
+  """Saves ``state`` (waiting for it) and logs one line once it is on disk."""
+  start = time.perf_counter()
+  step = int(jax.device_get(state.step))
+  if ckpts.save(workdir_lib.Checkpoint(step, state.params, state.opt_state, state.rng),
+                config):
+    log(f"step {step}: saved checkpoint ({time.perf_counter() - start:.1f} s)")
 
 
 class _Timer:
@@ -435,47 +410,86 @@ class _Timer:
     return seconds
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                       train_data: dict[str, np.ndarray] | None = None,
+def train_and_evaluate(config: ml_collections.ConfigDict | None, workdir: str | os.PathLike,
+                       *, train_data: dict[str, np.ndarray] | None = None,
                        eval_data: dict[str, np.ndarray] | None = None) -> dict[str, Metrics]:
-  """Trains to ``config.train.num_train_steps`` (resuming from ``workdir`` if possible).
+  """Trains to ``train.num_train_steps``, resuming from ``workdir``'s newest usable checkpoint.
 
-  ``train_data``/``eval_data`` override the splits named by ``config.data``. Saves a
-  checkpoint every ``checkpoint_every_steps``, at the end, and on the way out after an
-  interrupt or error. Returns the last logged train metrics and evaluation metrics.
+  ``config`` None: the run's ``config.json``; otherwise it must match that in model and
+  data (:func:`workdir.resolve_config`). ``train_data``/``eval_data`` override the
+  splits named by ``config.data``. Saves every ``checkpoint_every_steps`` and at the end.
+  SIGTERM/SIGINT stop after the current step, save it and raise ``Interrupted``; after
+  ``train.max_nonfinite_steps`` consecutive non-finite steps (each skipped) it raises
+  ``NonFiniteError``. Returns the last logged train and evaluation metrics.
   """
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _write_config(config, workdir)
-  train_data, eval_data = _load_data(config, train_data, eval_data)
+  with _StopOnSignal() as stop, workdir_lib.lock(workdir):
+    config = workdir_lib.resolve_config(workdir, config)
+    validate_config(config)
+    run = workdir_lib.path(workdir)
+    run.mkdir(parents=True, exist_ok=True)
+    train_data, eval_data = _load_data(config, run, train=train_data, validation=eval_data)
+    setup = _setup(config, train_data)
+    with workdir_lib.Checkpoints(run / workdir_lib.CHECKPOINTS, writer=True,
+                                 max_to_keep=config.train.checkpoints_to_keep) as ckpts:
+      state = _restore_or_warm_start(config, setup, ckpts)
+      workdir_lib.write_config(run, config)
+      return _train_loop(config, run, setup, ckpts, state, train_data, eval_data, stop)
+
+
+def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Checkpoints,
+                state: TrainState, train_data, eval_data, stop: _StopOnSignal
+                ) -> dict[str, Metrics]:
   tc = config.train
-  setup = _setup(config, workdir, train_data)
-  state = _restore_or_warm_start(config, setup)
   train_step = make_train_step(config, setup.model, setup.tx, setup.mesh)
   eval_step = make_eval_step(config, setup.model, setup.mesh)
   _, batch_sharding = _shardings(setup.mesh)
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-
   start = int(jax.device_get(state.step))
+  writer = workdir_lib.MetricWriter(run, enabled=jax.process_index() == 0, resume_step=start)
   batches = input_pipeline.train_batches(train_data, tc.batch_size, tc.seed, start,
                                          jax.process_index(), jax.process_count(),
                                          augment=input_pipeline.build_augment(config.data))
   prefetched = input_pipeline.Prefetcher(
       batches, lambda b: input_pipeline.shard_batch(b, batch_sharding))
-  history: list[dict[str, jax.Array]] = []
+  in_flight: collections.deque = collections.deque()
+  history: list[Metrics] = []
   train_metrics: Metrics = {}
   eval_metrics: Metrics = {}
+  nonfinite_run = 0
   timer = _Timer()
   bar = tqdm.tqdm(total=tc.num_train_steps, initial=start, unit="step", dynamic_ncols=True,
-                  disable=jax.process_index() != 0)
-  try:
-    for step in range(start + 1, tc.num_train_steps + 1):
-      state, metrics = train_step(state, next(prefetched))
+                  disable=jax.process_index() != 0 or not sys.stderr.isatty())
+  log = bar.write if jax.process_index() == 0 else lambda _: None
+
+  def complete(keep: int) -> None:
+    """Waits for all but ``keep`` in-flight steps, collecting their metrics."""
+    nonlocal nonfinite_run
+    while len(in_flight) > keep:
+      step, metrics = in_flight.popleft()
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
       history.append(metrics)
+      nonfinite_run = nonfinite_run + 1 if metrics["skipped"] else 0
+      if nonfinite_run >= tc.max_nonfinite_steps:
+        raise NonFiniteError(
+            f"loss or gradient norm not finite for {nonfinite_run} consecutive steps (up to "
+            f"step {step}, loss {metrics['loss']}, gradient norm {metrics['global_norm']}); "
+            "those updates were skipped and nothing was saved after them. Lower "
+            "train.learning_rate or check the data; the last checkpoint is intact")
+
+  stop.armed = True
+  try:
+    step = start
+    while step < tc.num_train_steps and not stop.signum:
+      state, metrics = train_step(state, next(prefetched))
+      step += 1
+      in_flight.append((step, metrics))
       bar.update(1)
       last = step == tc.num_train_steps
-      if step % tc.log_every_steps == 0 or last:
-        train_metrics = _mean_metrics(history)
+      due = {name: step % every == 0 or last for name, every in (
+          ("log", tc.log_every_steps), ("eval", tc.eval_every_steps),
+          ("checkpoint", tc.checkpoint_every_steps))}
+      complete(0 if any(due.values()) else MAX_STEPS_IN_FLIGHT - 1)
+      if due["log"]:
+        train_metrics = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
         seconds = timer.lap()
         train_metrics["steps_per_second"] = len(history) / seconds
         train_metrics["examples_per_second"] = len(history) * tc.batch_size / seconds
@@ -483,69 +497,71 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         writer.write("train", step, train_metrics)
         bar.set_postfix(loss=f"{train_metrics['loss']:.2f}",
                         ex_per_s=f"{train_metrics['examples_per_second']:.0f}")
-      if step % tc.eval_every_steps == 0 or last:
+      if due["eval"]:
         with timer.paused():
-          eval_metrics = _evaluate(config, setup, eval_step, state, eval_data)
-        writer.write("eval", step, eval_metrics)
-        bar.write(f"step {step}: eval loss {eval_metrics['loss']:.3f}, "
-                  f"accuracy {eval_metrics['accuracy']:.4f} (teacher-forced "
-                  f"{eval_metrics['teacher_forced/accuracy']:.4f}, free-running "
-                  f"{eval_metrics['free_running/accuracy']:.4f})")
-      if step % tc.checkpoint_every_steps == 0 or last:
+          metrics = _evaluate(config, setup, eval_step, state, eval_data, lambda: stop.signum)
+        if metrics is not None:
+          eval_metrics = metrics
+          writer.write("eval", step, eval_metrics)
+          log(f"step {step}: eval loss {eval_metrics['loss']:.3f}, "
+              f"accuracy {eval_metrics['accuracy']:.4f} (teacher-forced "
+              f"{eval_metrics['teacher_forced/accuracy']:.4f}, free-running "
+              f"{eval_metrics['free_running/accuracy']:.4f})")
+      if due["checkpoint"]:
         with timer.paused():
-          save_checkpoint(setup.manager, state, config)
+          _save(ckpts, state, config, log)
+    complete(0)
+    if stop.signum:
+      _save(ckpts, state, config, log)
+      raise Interrupted(stop.signum)
+  except (NonFiniteError, workdir_lib.SaveError, Interrupted):
+    raise
   except BaseException:
-    _save_on_exit(setup.manager, state, config)
+    _save_on_exit(ckpts, state, config, log)
     raise
   finally:
+    stop.armed = False
     bar.close()
     prefetched.close()
-    setup.manager.wait_until_finished()
-    setup.manager.close()
     writer.close()
-  _print_summary(f"Training finished: {workdir}", {
+  _print_summary(f"Training finished: {run}", {
       "steps": f"{start} -> {tc.num_train_steps}",
       "train seconds": timer.total,
       **{f"train {k}": v for k, v in train_metrics.items()},
       **{f"eval {k}": v for k, v in eval_metrics.items()},
-      "checkpoints": str(workdir / "checkpoints"),
+      "checkpoints": str(ckpts.directory),
   })
   return {"train": train_metrics, "eval": eval_metrics}
 
 
-def _save_on_exit(manager: ocp.CheckpointManager, state: TrainState,
-                  config: ml_collections.ConfigDict) -> None:
-  """Best-effort checkpoint after an interrupt/crash (not if the state was lost)."""
+def _save_on_exit(ckpts: workdir_lib.Checkpoints, state: TrainState, config, log) -> None:
+  """Best-effort checkpoint after an unexpected error (not if the state was lost)."""
   if any(x.is_deleted() for x in jax.tree.leaves(state)):
-    logging.warning("Interrupted inside a train step: no checkpoint saved on exit")
+    logging.warning("Stopped inside a train step: no checkpoint saved on exit")
     return
   try:
-    if save_checkpoint(manager, state, config):
-      logging.warning("Interrupted: saved checkpoint at step %d", int(state.step))
+    _save(ckpts, state, config, log)
   except Exception:  # pylint: disable=broad-except
     logging.exception("Could not save a checkpoint on exit")
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+def evaluate(config: ml_collections.ConfigDict | None, workdir: str | os.PathLike, *,
              eval_data: dict[str, np.ndarray] | None = None) -> Metrics:
-  """Evaluates the latest checkpoint of ``workdir`` on the validation split."""
-  workdir = pathlib.Path(workdir)
-  if eval_data is None:
-    eval_data = input_pipeline.load_split(config, "validation")
-  input_pipeline.check_enough_examples(eval_data, config.train.batch_size,
-                                       "the evaluation split")
-  setup = _setup(config, workdir, eval_data)
-  try:
-    if setup.manager.latest_step() is None:
-      raise FileNotFoundError(f"no checkpoint under {workdir / 'checkpoints'}")
-    state = restore_checkpoint(setup.manager, setup.state)
-  finally:
-    setup.manager.close()
+  """Evaluates the newest usable checkpoint of ``workdir`` on the validation split."""
+  config = workdir_lib.resolve_config(workdir, config)
+  validate_config(config)
+  run = workdir_lib.path(workdir)
+  with workdir_lib.Checkpoints(run / workdir_lib.CHECKPOINTS) as ckpts:
+    if not ckpts.steps():
+      raise workdir_lib.WorkdirError(f"no checkpoint under {ckpts.directory}: train first")
+    (eval_data,) = _load_data(config, run, validation=eval_data)
+    setup = _setup(config, eval_data)
+    restored = ckpts.restore(_template(setup.state), params_only=True)
+  state = setup.state.replace(step=jnp.int32(restored.step), params=restored.params)
   metrics = _evaluate(config, setup, make_eval_step(config, setup.model, setup.mesh), state,
                       eval_data)
-  step = int(jax.device_get(state.step))
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-  writer.write("eval", step, metrics)
+  writer = workdir_lib.MetricWriter(run, enabled=jax.process_index() == 0)
+  writer.write("eval", restored.step, metrics)
   writer.close()
-  _print_summary(f"Evaluation of {workdir} at step {step}", metrics)
+  _print_summary(f"Evaluation of {run} at step {restored.step}", metrics)
   return metrics

@@ -20,7 +20,8 @@ Two paths compute the same arrays:
 
 ``load_groove_split`` caches one split as an ``.npz`` keyed by the converter settings,
 mode, seed and a hash of info.csv and the split's files, so training never re-parses
-MIDI. Unreadable or missing files are skipped and counted with their reason.
+MIDI. Unreadable or missing files are skipped and counted with their reason; ``stats``
+lists each file that gives no example (``skipped``: file, reason).
 
 Example:
   python -m pipelines.groove --root=/data/groove-v1.0.0-midionly \
@@ -89,11 +90,28 @@ class _Source:
     return (self._folder / name).read_bytes()
 
   def read_midi(self, name: str) -> bytes | None:
-    """A listed MIDI file's bytes; ``None`` when it is missing."""
+    """A listed MIDI file's bytes; ``None`` when it cannot be read (see ``unreadable``)."""
     try:
       return self.read(name)
     except (OSError, KeyError):
       return None
+
+  def unreadable(self, name: str) -> str:
+    """Why ``read_midi(name)`` gave nothing: the skip reason."""
+    if self._zip is not None:
+      return "missing_file"
+    file = self._folder / name
+    if file.is_symlink() and not file.exists():
+      return "broken_link"
+    if file.is_dir():
+      return "directory"
+    if not file.exists():
+      return "missing_file"
+    try:
+      file.read_bytes()
+    except OSError as e:
+      return f"unreadable: {e.strerror or type(e).__name__}"
+    return "unreadable"
 
 
 def read_split_index(root: str | os.PathLike) -> dict[str, list[dict]]:
@@ -400,8 +418,6 @@ def _file_examples(args) -> tuple[int, dict | None, str | None]:
   through the reference path, whose failure skips the file.
   """
   index, midi, row, split_bars, converter, mode, seed = args
-  if midi is None:
-    return index, None, "missing_file"
   result, fast_error = None, None
   try:
     result = fast_file_examples(midi, row, split_bars, converter, mode,
@@ -481,9 +497,13 @@ def build_split(root: str | os.PathLike, split: str, converter: GrooveConverter,
   split_bars = split_bars or converter.split_bars
   if not split_bars:
     raise ValueError("pass split_bars (2 or 4, as tfds) or a converter with split_bars")
-  tasks = [(i, source.read_midi(r["midi_filename"]), r, split_bars, converter, Mode(mode),
-            seed) for i, r in enumerate(rows)]
-  results = _run(tasks, workers, progress, desc=f"groove {split}")
+  midis = [source.read_midi(r["midi_filename"]) for r in rows]
+  tasks = [(i, midi, r, split_bars, converter, Mode(mode), seed)
+           for i, (midi, r) in enumerate(zip(midis, rows)) if midi is not None]
+  unread = [(i, None, source.unreadable(r["midi_filename"]))
+            for i, (midi, r) in enumerate(zip(midis, rows)) if midi is None]
+  results = sorted(_run(tasks, workers, progress, desc=f"groove {split}") + unread,
+                   key=lambda r: r[0])
   return _assemble(rows, results, converter, split_bars)
 
 
@@ -517,10 +537,16 @@ def _assemble(rows, results, converter, split_bars) -> tuple[dict[str, np.ndarra
   stats = dict(files=len(rows), files_skipped=collections.Counter(), windows=0,
                windows_dropped=collections.Counter(), reference_path_files=0)
   packed, meta = [], collections.defaultdict(list)
+  skipped = []  # every file that gives no example, with why
   for index, result, error in results:
+    name = rows[index]["midi_filename"]
     if error is not None:
       stats["files_skipped"][error] += 1
+      skipped.append({"file": name, "reason": error})
       continue
+    if not len(result["lengths"]):
+      reasons = ", ".join(f"{r}: {n}" for r, n in sorted(result["dropped"].items()))
+      skipped.append({"file": name, "reason": f"no example ({reasons or 'no windows'})"})
     stats["windows"] += result["windows"]
     stats["windows_dropped"].update(result["dropped"])
     stats["reference_path_files"] += result["used_reference"]
@@ -550,6 +576,7 @@ def _assemble(rows, results, converter, split_bars) -> tuple[dict[str, np.ndarra
   stats["examples"] = len(arrays["lengths"])
   stats["files_skipped"] = dict(stats["files_skipped"])
   stats["windows_dropped"] = dict(stats["windows_dropped"])
+  stats["skipped"] = skipped
   return arrays, stats
 
 

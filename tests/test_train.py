@@ -15,6 +15,7 @@ import pytest
 
 from flax_musicvae import config_lib
 from flax_musicvae import train
+from flax_musicvae import workdir as workdir_lib
 from tests.conftest import ROOT
 
 
@@ -60,11 +61,8 @@ def compilation_cache(tmp_path_factory):
 
 
 def restored_state(config, workdir):
-  setup = train._setup(config, workdir, TRAIN)
-  try:
-    return train.restore_checkpoint(setup.manager, setup.state)
-  finally:
-    setup.manager.close()
+  with workdir_lib.Checkpoints(workdir / "checkpoints") as ckpts:
+    return train._restore_or_warm_start(config, train._setup(config, TRAIN), ckpts)
 
 
 def assert_trees_equal(a, b):
@@ -122,7 +120,7 @@ def test_warm_start_takes_params_only(straight_run, tmp_path):
   config = tiny_config(1, warm_start_from=str(workdir), seed=1)
   train.train_and_evaluate(config, tmp_path, train_data=TRAIN, eval_data=EVAL)
   source, warm = restored_state(tiny_config(6), workdir), restored_state(config, tmp_path)
-  fresh = train._setup(config, tmp_path / "fresh", TRAIN).state
+  fresh = train._setup(config, TRAIN).state
   # One TF1 Adam step moves each parameter by at most lr = 1e-3 from the source run's
   # values; this run's own (seed 1) initial parameters are much further away.
   distance = lambda a, b: max(float(np.max(np.abs(x - y))) for x, y in
@@ -131,25 +129,25 @@ def test_warm_start_takes_params_only(straight_run, tmp_path):
   assert distance(fresh.params, source.params) > 1e-2
   assert int(warm.step) == 1 and int(warm.opt_state[1].count) == 1  # fresh optimiser
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
-    train.load_params(tmp_path / "nowhere", warm.params)
+    workdir_lib.load_params(tmp_path / "nowhere", warm.params)
 
 
 def test_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
-  write = train.MetricWriter.write
+  write = workdir_lib.MetricWriter.write
 
   def interrupt_at_step_4(self, split, step, metrics):
     write(self, split, step, metrics)
     if step == 4:
       raise KeyboardInterrupt
 
-  monkeypatch.setattr(train.MetricWriter, "write", interrupt_at_step_4)
+  monkeypatch.setattr(workdir_lib.MetricWriter, "write", interrupt_at_step_4)
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(tiny_config(6), tmp_path, train_data=TRAIN, eval_data=EVAL)
   assert (tmp_path / "checkpoints" / "4").is_dir()
 
 
 def test_too_little_data_is_a_clear_error(tmp_path):
-  with pytest.raises(ValueError, match="training split has 5 examples, fewer than one batch"):
+  with pytest.raises(train.ConfigError, match="training split has 5 examples, fewer than one"):
     train.train_and_evaluate(tiny_config(), tmp_path, train_data=groove_like(5, 0),
                              eval_data=EVAL)
 
@@ -157,7 +155,7 @@ def test_too_little_data_is_a_clear_error(tmp_path):
 @pytest.mark.tf
 def test_tensorboard_events_readable_by_tensorflow(tmp_path):
   tf = pytest.importorskip("tensorflow")
-  writer = train.MetricWriter(tmp_path)
+  writer = workdir_lib.MetricWriter(tmp_path)
   writer.write("eval", 7, {"loss": 1.5, "free_running/accuracy": 0.25})
   writer.close()
   (path,) = (tmp_path / "tensorboard" / "eval").glob("events.out.tfevents.*")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from typing import Any, Sequence
@@ -32,16 +31,10 @@ def init_params(model: MusicVAE, seed: int = 0):
 
 
 def load_workdir(workdir: str | os.PathLike) -> tuple[ml_collections.ConfigDict, Any]:
-  """The config (``config.json``) and latest checkpointed parameters of a training run."""
-  from flax_musicvae import train  # pylint: disable=g-import-not-at-top
-  workdir = pathlib.Path(workdir)
-  config_file = workdir / "config.json"
-  if not config_file.exists():
-    raise FileNotFoundError(f"{config_file} not found: is {workdir} a training workdir?")
-  config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-  model = build_model(config)
-  abstract = jax.eval_shape(lambda: init_params(model))
-  return config, train.load_params(workdir, abstract)
+  """The config (``config.json``) and newest usable parameters of a training run."""
+  from flax_musicvae import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  config, params, _ = workdir_lib.load(workdir)
+  return config, params
 
 
 def export_bundle(config: ml_collections.ConfigDict, params, out_dir: str | os.PathLike,

@@ -1,0 +1,597 @@
+"""The run directory: the one place that reads and writes a training run.
+
+Layout (every path through ``etils.epath``, so ``gs://`` works wherever orbax does)::
+
+  config.json            the run's config, written atomically once a restore succeeded
+  checkpoints/<step>/    orbax: params, train (step, opt_state, rng), config, digest
+  rejected_checkpoints/  unreadable or corrupt checkpoints, moved aside by the trainer
+  metrics.jsonl          one line per logged step and split
+  tensorboard/<split>/   one TensorBoard event file per split
+  data_report.json       skipped data files and dropped windows, per split
+  lock                   PID of the trainer using the directory (local paths)
+
+Every checkpoint carries a sha256 of its arrays (``digest``): a restore that does not
+reproduce it, or gives non-finite values, falls back to the next older checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import io
+import json
+import os
+import struct
+import time
+from typing import Any, Iterator
+
+from absl import logging
+from etils import epath
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from flax_musicvae.checkpoints import crc32c
+
+PathLike = str | os.PathLike
+CHECKPOINTS = "checkpoints"
+REJECTED = "rejected_checkpoints"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+DATA_REPORT_FILE = "data_report.json"
+LOCK_FILE = "lock"
+#: Config sections a resumed run may change; everything else must match config.json.
+MUTABLE_SECTIONS = ("train",)
+#: Keys outside MUTABLE_SECTIONS that may change too (where things live, not what they are).
+MUTABLE_KEYS = ("name", "data.cache_dir")
+
+
+class WorkdirError(Exception):
+  """A run directory that cannot be used as asked; the message says why and what to do."""
+
+
+class SaveError(RuntimeError):
+  """A checkpoint could not be written (the message says why: e.g. no space left)."""
+
+
+def path(workdir: PathLike) -> epath.Path:
+  return epath.Path(workdir)
+
+
+def is_local(p: PathLike) -> bool:
+  return "://" not in os.fspath(p)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _plain(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as the JSON values it is stored as (tuples become lists)."""
+  return json.loads(config.to_json_best_effort())
+
+
+def absolute_data_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy with ``data.path``/``data.cache_dir`` absolute (relative: to the current directory)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key in ("path", "cache_dir"):
+    value = config.data.get(key, "")
+    if value and is_local(value):
+      config.data[key] = os.path.abspath(os.path.expanduser(value))
+  return config
+
+
+def _merged(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+  return {**defaults, **{k: _merged(defaults[k], v) if isinstance(v, dict) and
+                         isinstance(defaults.get(k), dict) else v for k, v in values.items()}}
+
+
+def load_config(workdir: PathLike) -> ml_collections.ConfigDict:
+  """``config.json`` of a run (keys added since it was written get their defaults).
+
+  ``FileNotFoundError`` when ``workdir`` is not a run directory.
+  """
+  from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
+  file = path(workdir) / CONFIG_FILE
+  if not file.exists():
+    raise FileNotFoundError(f"{file} not found: --workdir must be a training run directory "
+                            "(python -m flax_musicvae.main --workdir=...)")
+  stored = json.loads(file.read_text())
+  return ml_collections.ConfigDict(_merged(_plain(config_lib.base_config()), stored))
+
+
+def write_config(workdir: PathLike, config: ml_collections.ConfigDict) -> None:
+  """Writes ``config.json`` atomically (a temporary file, then a rename)."""
+  workdir = path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _replace(workdir / CONFIG_FILE, (config.to_json_best_effort(indent=2) + "\n").encode())
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+  return {prefix[:-1]: tree}
+
+
+def config_differences(stored: ml_collections.ConfigDict, given: ml_collections.ConfigDict
+                       ) -> list[str]:
+  """``key: stored -> given`` for every model/data key that differs (train etc. may)."""
+  a, b = _flat(_plain(stored)), _flat(_plain(given))
+  mutable = lambda k: k.split(".")[0] in MUTABLE_SECTIONS or k in MUTABLE_KEYS
+  return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
+          for k in sorted(set(a) | set(b)) if not mutable(k) and a.get(k) != b.get(k)]
+
+
+def resolve_config(workdir: PathLike, given: ml_collections.ConfigDict | None
+                   ) -> ml_collections.ConfigDict:
+  """The config to run ``workdir`` with: ``given`` checked against config.json, or that.
+
+  A new run needs ``given``. For an existing run, ``given`` may change the train
+  settings (steps, logging, evaluation, checkpointing, learning rate, ...) but not the
+  model or the data: those are refused with the list of differing keys.
+  """
+  stored = load_config(workdir) if (path(workdir) / CONFIG_FILE).exists() else None
+  if given is None:
+    if stored is None:
+      raise WorkdirError(f"{workdir} has no {CONFIG_FILE}: pass --config to start a run")
+    return stored
+  given = absolute_data_paths(given)
+  if stored is not None:
+    diff = config_differences(stored, given)
+    if diff:
+      raise WorkdirError(
+          f"--config differs from the run's {path(workdir) / CONFIG_FILE} in model/data "
+          f"settings ({'; '.join(diff)}): leave out --config to continue this run, or "
+          "use another --workdir")
+  return given
+
+
+# ----------------------------------------------------------------------------- lock
+
+
+@contextlib.contextmanager
+def lock(workdir: PathLike) -> Iterator[None]:
+  """Holds ``workdir/lock`` (an flock, released by the OS even on kill -9).
+
+  A second holder gets ``WorkdirError: <workdir> is in use by PID n``. Non-local
+  directories are not locked: object stores have no atomic exclusive create, and
+  every host of a multi-host run writes the same directory.
+  """
+  workdir = path(workdir)
+  if not is_local(workdir) or jax.process_index() != 0:
+    yield
+    return
+  import fcntl  # pylint: disable=g-import-not-at-top
+  workdir.mkdir(parents=True, exist_ok=True)
+  fd = os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+      raise WorkdirError(f"{workdir} is in use by PID {holder}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield
+  finally:
+    os.close(fd)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+@dataclasses.dataclass
+class Checkpoint:
+  """One saved step: parameters, and for training the optimiser state and rng."""
+  step: int
+  params: Any
+  opt_state: Any = None
+  rng: Any = None
+
+  def train_item(self) -> dict[str, Any] | None:
+    if self.opt_state is None:
+      return None
+    return {"step": np.asarray(self.step, np.int32), "opt_state": self.opt_state, "rng": self.rng}
+
+
+class CorruptCheckpointError(Exception):
+  """A checkpoint whose contents are unreadable, altered or non-finite."""
+
+
+def digest(tree: Any) -> str:
+  """sha256 of a pytree's leaves (dtype, shape and bytes, in tree order)."""
+  h = hashlib.sha256()
+  for leaf in jax.device_get(jax.tree.leaves(tree)):
+    leaf = np.asarray(leaf)
+    h.update(f"{leaf.dtype}{leaf.shape}".encode())
+    h.update(np.ascontiguousarray(leaf).tobytes())
+  return h.hexdigest()
+
+
+def non_finite(tree: Any) -> list[str]:
+  """Paths of the float leaves holding NaN or inf."""
+  bad = []
+  for p, leaf in jax.tree_util.tree_leaves_with_path(jax.device_get(tree)):
+    leaf = np.asarray(leaf)
+    if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
+      bad.append(jax.tree_util.keystr(p))
+  return bad
+
+
+def abstract(tree: Any) -> Any:
+  """Shapes, dtypes and shardings of ``tree`` (a restore target)."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def abstract_params(config: ml_collections.ConfigDict) -> Any:
+  """The parameter structure of the model ``config`` describes (nothing computed)."""
+  from flax_musicvae import models  # pylint: disable=g-import-not-at-top
+  model = models.build_model(config)
+  batch = models.dummy_batch(model.spec, 1)
+  rngs = {k: jax.random.PRNGKey(0) for k in ("params", "dropout", "sample")}
+  return jax.eval_shape(lambda: model.init(rngs, batch, train=False))["params"]
+
+
+def _is_disk_full(e: BaseException) -> bool:
+  while e is not None:
+    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+class Checkpoints:
+  """The orbax checkpoints in ``directory`` (a run's ``checkpoints/``), newest first.
+
+  ``writer=True`` (the trainer, holding the lock): saves synchronously, keeps
+  ``max_to_keep``, removes leftover ``*-tmp`` folders of interrupted saves and moves
+  unusable checkpoints to ``rejected_checkpoints/`` beside ``directory``. Readers
+  only skip them.
+  """
+
+  def __init__(self, directory: PathLike, *, writer: bool = False,
+               max_to_keep: int | None = None):
+    self.directory = path(directory)
+    self._writer = writer
+    if writer:
+      self._remove_tmp_leftovers()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=writer, read_only=not writer,
+        enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def _remove_tmp_leftovers(self) -> None:
+    if not self.directory.exists():
+      return
+    for p in self.directory.iterdir():
+      if "tmp" in p.name:
+        logging.warning("removing %s, left by an interrupted save", p)
+        p.rmtree()
+
+  def __enter__(self) -> "Checkpoints":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  def close(self) -> None:
+    self._manager.close()
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, checkpoint: Checkpoint, config: ml_collections.ConfigDict) -> bool:
+    """Writes ``checkpoint`` and waits for it; False when that step already exists.
+
+    Refuses non-finite values; a failed save leaves nothing behind and raises
+    ``SaveError`` (naming a full disk as such).
+    """
+    if checkpoint.step in self._manager.all_steps():
+      return False
+    items = {"params": checkpoint.params}
+    train = checkpoint.train_item()
+    if train is not None:
+      items["train"] = train
+    bad = non_finite(items)
+    if bad:
+      raise SaveError(f"refusing to save step {checkpoint.step}: non-finite values in "
+                      f"{', '.join(bad[:5])}")
+    args = {k: ocp.args.StandardSave(v) for k, v in items.items()}
+    args["digest"] = ocp.args.JsonSave({k: digest(v) for k, v in items.items()})
+    args["config"] = ocp.args.JsonSave(_plain(config))
+    try:
+      self._manager.save(checkpoint.step, args=ocp.args.Composite(**args))
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self._remove_tmp_leftovers()
+      reason = "no space left on device" if _is_disk_full(e) else f"{type(e).__name__}: {e}"
+      raise SaveError(f"could not save checkpoint {checkpoint.step} to {self.directory}: "
+                      f"{reason}") from e
+    return True
+
+  def digests(self, step: int) -> dict[str, str] | None:
+    """The checksums saved with ``step`` (None for checkpoints written without them)."""
+    if not (self.directory / str(step) / "digest").exists():
+      return None
+    return self._manager.restore(step, args=ocp.args.Composite(
+        digest=ocp.args.JsonRestore()))["digest"]
+
+  def read(self, step: int, template: Checkpoint, params_only: bool = False) -> Checkpoint:
+    """Checkpoint ``step`` shaped like ``template``, verified; ``CorruptCheckpointError``."""
+    items = {"params": template.params}
+    if (not params_only and template.opt_state is not None
+        and (self.directory / str(step) / "train").exists()):
+      items["train"] = {"step": np.zeros((), np.int32), "opt_state": template.opt_state,
+                        "rng": template.rng}
+    try:
+      sums = self.digests(step)
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          **{k: ocp.args.StandardRestore(abstract(v)) for k, v in items.items()}))
+    except Exception as e:  # pylint: disable=broad-except
+      first_line = (str(e).splitlines() or [""])[0][:300]
+      raise CorruptCheckpointError(f"unreadable ({type(e).__name__}: {first_line})") from e
+    for name in items:
+      if sums is not None and digest(restored[name]) != sums[name]:
+        raise CorruptCheckpointError(f"corrupt: its {name} do not match their checksum")
+      bad = non_finite(restored[name])
+      if bad:
+        raise CorruptCheckpointError(f"non-finite: {name} {', '.join(bad[:5])}")
+    train = restored["train"] if "train" in items else {}
+    return Checkpoint(step, restored["params"], train.get("opt_state"), train.get("rng"))
+
+  def restore(self, template: Checkpoint, *, params_only: bool = False
+              ) -> Checkpoint | None:
+    """The newest checkpoint that reads back intact, shaped like ``template``.
+
+    Each unusable newer one is reported (and, for the writer, moved aside). ``None``
+    when there is no checkpoint; ``WorkdirError`` when none is usable.
+    ``opt_state``/``rng`` are ``None`` when not asked for or not saved.
+    """
+    steps = self.steps()
+    if not steps:
+      return None
+    for step in reversed(steps):
+      try:
+        return self.read(step, template, params_only)
+      except CorruptCheckpointError as e:
+        self._reject(step, str(e))
+    raise WorkdirError(f"no usable checkpoint under {self.directory} (tried steps "
+                       f"{', '.join(map(str, reversed(steps)))})")
+
+  def _reject(self, step: int, reason: str) -> None:
+    source = self.directory / str(step)
+    if not self._writer:
+      logging.warning("skipping checkpoint %s, %s", source, reason)
+      return
+    target = self.directory.parent / REJECTED / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+    self._manager.reload()
+    logging.warning("checkpoint %s is %s: moved to %s, trying an older one", source,
+                    reason, target)
+
+
+def checkpoints_of(source: PathLike) -> tuple[epath.Path, int | None]:
+  """(checkpoints folder, step or None) of a run directory, checkpoints folder or step folder."""
+  source = path(os.path.expanduser(os.fspath(source)) if is_local(source) else source)
+  if source.name.isdigit() and (source / "params").is_dir():
+    return source.parent, int(source.name)
+  if (source / CHECKPOINTS).is_dir():
+    return source / CHECKPOINTS, None
+  return source, None
+
+
+def _flatten(params: Any) -> dict[str, np.ndarray]:
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> Any:
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+
+
+def load_params(source: PathLike, params_template: Any, cache_dir: PathLike | None = None
+                ) -> tuple[Any, int]:
+  """(params, step) of the newest usable checkpoint of a run, or of one step folder.
+
+  ``source``: a run directory, its ``checkpoints`` folder or a ``checkpoints/<step>``
+  folder; ``params_template`` gives the structure, shapes (and shardings). With
+  ``cache_dir``, the params are also kept there as an ``.npz`` named by their checksum,
+  so later loads of the same checkpoint skip orbax.
+  """
+  directory, step = checkpoints_of(source)
+  if not directory.is_dir():
+    raise FileNotFoundError(f"no checkpoint found under {source}: train first or pass "
+                            "another workdir")
+  with Checkpoints(directory) as ckpts:
+    steps = [step] if step is not None else ckpts.steps()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint found under {directory}: train first or pass "
+                              "another workdir")
+    sums = ckpts.digests(steps[-1]) if cache_dir is not None else None
+    cache = path(cache_dir) / f"{sums['params']}.npz" if sums else None
+    if cache is not None and cache.exists():
+      with cache.open("rb") as f, np.load(f) as npz:
+        return _unflatten({k: npz[k] for k in npz.files}), steps[-1]
+    template = Checkpoint(0, params_template)
+    if step is None:
+      restored = ckpts.restore(template, params_only=True)
+    else:
+      try:
+        restored = ckpts.read(step, template, params_only=True)
+      except CorruptCheckpointError as e:
+        raise WorkdirError(f"checkpoint {directory / str(step)} is {e}") from e
+  if cache is not None and restored.step == steps[-1]:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **_flatten(restored.params))
+    _replace(cache, buffer.getvalue())
+  return restored.params, restored.step
+
+
+def load(workdir: PathLike, cache_dir: PathLike | None = None
+         ) -> tuple[ml_collections.ConfigDict, Any, int]:
+  """(config, params, step) of a run's newest usable checkpoint."""
+  config = load_config(workdir)
+  params, step = load_params(workdir, abstract_params(config), cache_dir)
+  return config, params, step
+
+
+def save(workdir: PathLike, config: ml_collections.ConfigDict, checkpoint: Checkpoint
+         ) -> epath.Path:
+  """Writes ``checkpoint`` and ``config.json`` as a new run (or a new step of one).
+
+  Returns the step's folder; ``FileExistsError`` when that step exists already.
+  """
+  workdir = path(workdir)
+  with lock(workdir), Checkpoints(workdir / CHECKPOINTS, writer=True) as ckpts:
+    resolve_config(workdir, config)
+    if not ckpts.save(checkpoint, config):
+      raise FileExistsError(f"{ckpts.directory / str(checkpoint.step)} already exists")
+    write_config(workdir, absolute_data_paths(config))
+  return workdir / CHECKPOINTS / str(checkpoint.step)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _event_record(data: bytes) -> bytes:
+  length = struct.pack("<Q", len(data))
+  crc = lambda b: struct.pack("<I", crc32c.mask(crc32c.value(b)))
+  return length + crc(length) + data + crc(data)
+
+
+def _varint(n: int) -> bytes:
+  out = bytearray()
+  while True:
+    byte, n = n & 0x7F, n >> 7
+    out.append(byte | (0x80 if n else 0))
+    if not n:
+      return bytes(out)
+
+
+def _read_varint(data: bytes, at: int) -> int:
+  value, shift = 0, 0
+  while True:
+    byte = data[at]
+    value |= (byte & 0x7F) << shift
+    at, shift = at + 1, shift + 7
+    if not byte & 0x80:
+      return value
+
+
+def _event_proto(wall_time: float, step: int, *, file_version: str = "",
+                 scalars: dict[str, float] | None = None) -> bytes:
+  """A serialized ``tensorboard.Event`` (wall_time=1, step=2, file_version=3, summary=5)."""
+  out = b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step)
+  if file_version:
+    out += b"\x1a" + _varint(len(file_version)) + file_version.encode()
+  if scalars:
+    summary = b""
+    for tag, value in scalars.items():  # Summary.Value: tag=1, simple_value=2
+      tag_bytes = tag.encode()
+      v = b"\x0a" + _varint(len(tag_bytes)) + tag_bytes + b"\x15" + struct.pack("<f", value)
+      summary += b"\x0a" + _varint(len(v)) + v
+    out += b"\x2a" + _varint(len(summary)) + summary
+  return out
+
+
+def _event_records(data: bytes) -> Iterator[tuple[int, bytes]]:
+  """(step, record) of each complete record of an event file written by this module."""
+  at = 0
+  while at + 12 <= len(data):
+    (length,) = struct.unpack("<Q", data[at:at + 8])
+    end = at + 12 + length + 4
+    if end > len(data):
+      return
+    event = data[at + 12:at + 12 + length]
+    step = _read_varint(event, 10) if event[9:10] == b"\x10" else 0
+    yield step, data[at:end]
+    at = end
+
+
+class EventFileWriter:
+  """Scalar summaries in TensorBoard's event-file format, without TensorFlow (one file per split)."""
+
+  FILE_NAME = "events.out.tfevents.flax_musicvae"
+
+  def __init__(self, logdir: PathLike):
+    logdir = path(logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    file = logdir / self.FILE_NAME
+    new = not file.exists()
+    self._file = file.open("ab")
+    if new:
+      self._write(_event_proto(time.time(), 0, file_version="brain.Event:2"))
+
+  @classmethod
+  def truncate(cls, logdir: PathLike, step: int) -> None:
+    """Drops the events after ``step`` from ``logdir``'s file."""
+    file = path(logdir) / cls.FILE_NAME
+    data = file.read_bytes()
+    kept = b"".join(r for s, r in _event_records(data) if s <= step)
+    if kept != data:
+      _replace(file, kept)
+
+  def _write(self, event: bytes) -> None:
+    self._file.write(_event_record(event))
+    self._file.flush()
+
+  def scalars(self, step: int, scalars: dict[str, float]) -> None:
+    self._write(_event_proto(time.time(), step, scalars=scalars))
+
+  def close(self) -> None:
+    self._file.close()
+
+
+class MetricWriter:
+  """``metrics.jsonl`` (one line per write) plus TensorBoard events per split.
+
+  ``resume_step``: a training run restarting at this step first drops every metric
+  written after it (by a run killed after its last checkpoint), so each step appears once.
+  """
+
+  def __init__(self, workdir: PathLike, enabled: bool = True, resume_step: int | None = None):
+    self._enabled = enabled
+    self._workdir = path(workdir)
+    self._events: dict[str, EventFileWriter] = {}
+    file = self._workdir / METRICS_FILE
+    if not enabled or resume_step is None:
+      return
+    if file.exists():
+      lines = file.read_text().splitlines(keepends=True)
+      kept = "".join(l for l in lines if l.strip() and json.loads(l)["step"] <= resume_step)
+      if len(kept) != sum(map(len, lines)):
+        _replace(file, kept.encode())
+    for events in (self._workdir / "tensorboard").glob(f"*/{EventFileWriter.FILE_NAME}"):
+      EventFileWriter.truncate(events.parent, resume_step)
+
+  def write(self, split: str, step: int, metrics: dict[str, float]) -> None:
+    if not self._enabled:
+      return
+    with (self._workdir / METRICS_FILE).open("a") as f:
+      f.write(json.dumps({"split": split, "step": step, **metrics}) + "\n")
+    if split not in self._events:
+      self._events[split] = EventFileWriter(self._workdir / "tensorboard" / split)
+    self._events[split].scalars(step, metrics)
+
+  def close(self) -> None:
+    for writer in self._events.values():
+      writer.close()
+
+
+def _replace(file: epath.Path, data: bytes) -> None:
+  """Atomically replaces ``file``'s contents (a temporary file, then a rename)."""
+  tmp = file.parent / f"{file.name}.tmp-{os.getpid()}"
+  tmp.write_bytes(data)
+  tmp.replace(file)
+
+
+def update_data_report(workdir: PathLike, report: dict[str, Any]) -> None:
+  """Sets the splits in ``report`` in the run's data report (others are kept)."""
+  file = path(workdir) / DATA_REPORT_FILE
+  merged = {**(json.loads(file.read_text()) if file.exists() else {}), **report}
+  _replace(file, (json.dumps(merged, indent=2) + "\n").encode())
