@@ -61,8 +61,9 @@ def _one_track(steps: np.ndarray, masks: np.ndarray, search_start: int,
 
 def extract_drum_tracks(step: np.ndarray, drum_class: np.ndarray, steps_per_bar: int,
                         gap_bars: float | None,
-                        max_steps: int | None) -> list[event_utils.EventList]:
-  """Magenta's ``extract_drum_tracks`` (min_bars=1, pad_end=True) on hits (step, class)."""
+                        max_steps: int | None, pad_end: bool = True
+                        ) -> list[event_utils.EventList]:
+  """Magenta's ``extract_drum_tracks`` (min_bars=1; ``pad_end`` to a bar line) on hits."""
   gap_steps = gap_bars * steps_per_bar if gap_bars else math.inf
   steps, inverse = np.unique(step, return_inverse=True)
   masks = np.zeros(len(steps), np.int64)
@@ -74,11 +75,15 @@ def extract_drum_tracks(step: np.ndarray, drum_class: np.ndarray, steps_per_bar:
     if not later.any():
       return tracks
     track = _one_track(steps[later], masks[later], search, steps_per_bar, gap_steps)
-    padded = event_utils.next_bar(len(track.events), steps_per_bar)
-    track.events = np.pad(track.events, (0, padded - len(track.events)))
+    if pad_end:
+      padded = event_utils.next_bar(len(track.events), steps_per_bar)
+      track.events = np.pad(track.events, (0, padded - len(track.events)))
+      keep = event_utils.truncate_length(padded, max_steps, steps_per_bar)
+    else:
+      padded = len(track.events)
+      keep = padded if max_steps is None else min(padded, max_steps)
     search = event_utils.next_bar(track.start_step + padded, steps_per_bar)
-    track.events = track.events[:event_utils.truncate_length(padded, max_steps,
-                                                             steps_per_bar)]
+    track.events = track.events[:keep]
     tracks.append(track)
 
 

@@ -94,8 +94,9 @@ def _one_melody(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, usable: n
 
 def extract_melodies(notes: event_utils.NoteArrays, steps_per_bar: int,
                      gap_bars: float | None, max_steps: int | None,
-                     keep_highest: bool = True) -> list[event_utils.EventList]:
-  """Magenta's ``extract_melodies`` (min_bars=1, pad_end=True, drums ignored)."""
+                     keep_highest: bool = True, pad_end: bool = True
+                     ) -> list[event_utils.EventList]:
+  """Magenta's ``extract_melodies`` (min_bars=1, drums ignored; ``pad_end`` to a bar line)."""
   gap_steps = gap_bars * steps_per_bar if gap_bars else math.inf
   melodies = []
   for instrument in set(notes.instrument.tolist()):  # Magenta's iteration order
@@ -116,11 +117,15 @@ def extract_melodies(notes: event_utils.NoteArrays, steps_per_bar: int,
         break
       if melody is None:
         break
-      padded = event_utils.next_bar(len(melody.events), steps_per_bar)
-      melody.events = set_melody_length(melody.events, padded)
+      if pad_end:
+        padded = event_utils.next_bar(len(melody.events), steps_per_bar)
+        melody.events = set_melody_length(melody.events, padded)
+        keep = event_utils.truncate_length(padded, max_steps, steps_per_bar)
+      else:
+        padded = len(melody.events)
+        keep = padded if max_steps is None else min(padded, max_steps)
       search = event_utils.next_bar(melody.start_step + padded, steps_per_bar)
-      melody.events = melody.events[:event_utils.truncate_length(
-          padded, max_steps, steps_per_bar)]
+      melody.events = melody.events[:keep]
       melodies.append(melody)
   return melodies
 

@@ -1,0 +1,310 @@
+"""Magenta's MusicRNN (``events_rnn_graph``): an LSTM stack over encoded events + a softmax.
+
+Melody RNN, Drums RNN and Improv RNN share this graph: ``MultiRNNCell`` of
+``BasicLSTMCell``s (same cell math as :mod:`flax_musicvae.models.lstm`: gates ``i, j, f, o``,
+forget bias 1), each layer wrapped in ``DropoutWrapper(output_keep_prob)``; with
+``attn_length > 0`` (attention_rnn, drum_kit) layer 0 is wrapped in
+``AttentionCellWrapper`` (attention over the layer's last ``attn_length`` outputs); then
+``fully_connected`` logits over the classes. Training loss: softmax cross entropy
+averaged over all valid steps of the batch.
+
+Parameters mirror the TF variable names (see :func:`tf_name_map`), so Magenta checkpoints
+and ``.mag`` bundles load directly:
+
+* ``cell_{l}/kernel``, ``cell_{l}/bias``: ``rnn/multi_rnn_cell/cell_{l}/basic_lstm_cell/*``
+  (under ``.../attention_cell_wrapper/`` for an attention layer 0);
+* attention layer 0 also ``attn_input_{kernel,bias}`` (``attention_cell_wrapper/{kernel,bias}``,
+  ``[D + A, D]``: input and previous attention read-out projected back to ``D``),
+  ``attn_query_{kernel,bias}`` (``attention/{kernel,bias}``, ``[2A, A]``, query from the new
+  ``c`` and ``h``), ``attn_w`` (``attention/attn_w`` ``[1, 1, A, A]`` stored as ``[A, A]``),
+  ``attn_v``, ``attn_output_{kernel,bias}`` (``attn_output_projection``, ``[2A, A]``);
+* ``fully_connected/weights``, ``fully_connected/biases``.
+
+Attention step (state ``c, h, attns [A], attn_states [L, A]``, all zero at the start)::
+
+  x~ = [x, attns] W1 + b1;  (c', h') = LSTM(x~, (c, h));  q = [c', h'] W3 + b3
+  s_l = sum_k v_k tanh((attn_states_l attn_w)_k + q_k);  a = softmax(s)
+  attns' = sum_l a_l attn_states_l;  y = [h', attns'] W2 + b2
+  attn_states' = attn_states[1:] ++ [y];  output y
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flax_musicvae.models import lstm
+
+Array = jax.Array
+ATTN_PREFIX = "rnn/multi_rnn_cell/cell_0/attention_cell_wrapper"
+
+
+@dataclasses.dataclass(frozen=True)
+class RNNSpec:
+  """The hparams of a Magenta ``EventSequenceRnnConfig`` that shape the graph."""
+
+  input_size: int
+  num_classes: int
+  rnn_layer_sizes: tuple[int, ...] = (128, 128)
+  attn_length: int = 0
+  dropout_keep_prob: float = 1.0
+
+  @classmethod
+  def from_config(cls, model_cfg) -> "RNNSpec":
+    if model_cfg.get("residual_connections", False):
+      raise NotImplementedError("residual_connections=True (unused by Magenta's MusicRNN "
+                                "configs) is not supported")
+    return cls(int(model_cfg.input_depth), int(model_cfg.output_depth),
+               tuple(int(s) for s in model_cfg.rnn_layer_sizes),
+               int(model_cfg.attn_length), float(model_cfg.dropout_keep_prob))
+
+
+def tf_name_map(spec: RNNSpec) -> dict[str, tuple[str, ...]]:
+  """TF variable name -> path in our params (``attn_w`` is stored as ``[A, A]``)."""
+  out = {"fully_connected/weights": ("fully_connected", "weights"),
+         "fully_connected/biases": ("fully_connected", "biases")}
+  for l in range(len(spec.rnn_layer_sizes)):
+    if l == 0 and spec.attn_length:
+      base = ATTN_PREFIX
+      out.update({
+          f"{base}/kernel": ("cell_0", "attn_input_kernel"),
+          f"{base}/bias": ("cell_0", "attn_input_bias"),
+          f"{base}/attention/kernel": ("cell_0", "attn_query_kernel"),
+          f"{base}/attention/bias": ("cell_0", "attn_query_bias"),
+          f"{base}/attention/attn_w": ("cell_0", "attn_w"),
+          f"{base}/attention/attn_v": ("cell_0", "attn_v"),
+          f"{base}/attn_output_projection/kernel": ("cell_0", "attn_output_kernel"),
+          f"{base}/attn_output_projection/bias": ("cell_0", "attn_output_bias"),
+      })
+    else:
+      base = f"rnn/multi_rnn_cell/cell_{l}"
+    out[f"{base}/basic_lstm_cell/kernel"] = (f"cell_{l}", "kernel")
+    out[f"{base}/basic_lstm_cell/bias"] = (f"cell_{l}", "bias")
+  return out
+
+
+def params_from_tf(spec: RNNSpec, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+  """Our params from TF-named arrays (a checkpoint, ``weights.npz``, a ``.mag`` bundle)."""
+  names = tf_name_map(spec)
+  missing = sorted(set(names) - set(tensors))
+  if missing:
+    raise KeyError(f"checkpoint lacks {missing} (has {sorted(tensors)})")
+  params: dict[str, dict[str, Any]] = {}
+  for tf_name, (group, leaf) in names.items():
+    value = np.asarray(tensors[tf_name], np.float32)
+    if leaf == "attn_w":
+      value = value.reshape(value.shape[-2:])
+    params.setdefault(group, {})[leaf] = jnp.asarray(value)
+  expected = jax.eval_shape(lambda: MusicRNN(spec).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 1, spec.input_size)))["params"])
+  for group, leaves in expected.items():
+    for leaf, shape in leaves.items():
+      got = params[group][leaf].shape
+      if got != shape.shape:
+        raise ValueError(f"{group}/{leaf}: checkpoint shape {got}, model expects "
+                         f"{shape.shape} (input_size / classes / layer sizes disagree)")
+  return params
+
+
+def params_to_tf(spec: RNNSpec, params: dict[str, Any]) -> dict[str, np.ndarray]:
+  """TF-named float32 arrays of our params (inverse of :func:`params_from_tf`)."""
+  out = {}
+  for tf_name, (group, leaf) in tf_name_map(spec).items():
+    value = np.asarray(params[group][leaf], np.float32)
+    if leaf == "attn_w":
+      value = value.reshape((1, 1) + value.shape)
+    out[tf_name] = value
+  return out
+
+
+def _dense(x: Array, kernel: Array, bias: Array) -> Array:
+  return x @ kernel.astype(x.dtype) + bias.astype(x.dtype)
+
+
+def _dropout(x: Array, keep_prob: float, key: Array | None) -> Array:
+  if key is None or keep_prob >= 1.0:
+    return x
+  keep = jax.random.bernoulli(key, keep_prob, x.shape)
+  return jnp.where(keep, x / keep_prob, 0.0).astype(x.dtype)
+
+
+# A generation / teacher-forcing state: per layer (c, h); plus (attns, attn_states) when
+# layer 0 has attention.
+State = dict[str, Any]
+
+
+def zero_state(params: dict[str, Any], spec: RNNSpec, batch: int,
+               dtype=jnp.float32) -> State:
+  layers = [params[f"cell_{l}"] for l in range(len(spec.rnn_layer_sizes))]
+  state = {"lstm": lstm.zero_state(layers, batch, dtype)}
+  if spec.attn_length:
+    a = spec.rnn_layer_sizes[0]
+    state["attns"] = jnp.zeros((batch, a), dtype)
+    state["attn_states"] = jnp.zeros((batch, spec.attn_length, a), dtype)
+  return state
+
+
+def attention_step(p: dict[str, Array], carry, x: Array):
+  """One step of ``AttentionCellWrapper(BasicLSTMCell)``; returns (new carry, output)."""
+  (c, h), attns, attn_states = carry
+  x = _dense(jnp.concatenate([x, attns], -1), p["attn_input_kernel"], p["attn_input_bias"])
+  (c, h), _ = lstm.layer_step({"kernel": p["kernel"], "bias": p["bias"]}, (c, h), x)
+  query = _dense(jnp.concatenate([c.astype(h.dtype), h], -1), p["attn_query_kernel"],
+                 p["attn_query_bias"])
+  hidden = attn_states @ p["attn_w"].astype(x.dtype)                 # [B, L, A]
+  scores = jnp.sum(p["attn_v"].astype(x.dtype) * jnp.tanh(hidden + query[:, None, :]), -1)
+  weights = jax.nn.softmax(scores, -1)
+  attns = jnp.sum(weights[..., None] * attn_states, 1)
+  out = _dense(jnp.concatenate([h, attns], -1), p["attn_output_kernel"], p["attn_output_bias"])
+  attn_states = jnp.concatenate([attn_states[:, 1:], out[:, None, :]], 1)
+  return ((c, h), attns, attn_states), out
+
+
+def run(params: dict[str, Any], spec: RNNSpec, inputs: Array, lengths: Array | None,
+        state: State | None = None, *, dropout_key: Array | None = None
+        ) -> tuple[Array, State]:
+  """Logits ``[B, T, classes]`` and the final state, like ``dynamic_rnn`` (frozen past
+  each length; outputs there are not meaningful)."""
+  batch, steps, _ = inputs.shape
+  if state is None:
+    state = zero_state(params, spec, batch, inputs.dtype)
+  n = len(spec.rnn_layer_sizes)
+  keys = [None] * n if dropout_key is None else list(jax.random.split(dropout_key, n))
+  xs = inputs
+  finals = []
+  for l in range(n):
+    p = params[f"cell_{l}"]
+    if l == 0 and spec.attn_length:
+      valid = lstm.step_mask(lengths, steps, batch)[..., None]          # [T, B, 1]
+
+      def body(carry, inp):
+        x, ok = inp
+        new, out = attention_step(p, carry, x)
+        new = jax.tree.map(lambda a, b: jnp.where(ok if a.ndim == 2 else ok[..., None], a, b),
+                           new, carry)
+        return new, out
+
+      carry0 = (state["lstm"][0], state["attns"], state["attn_states"])
+      final, out = jax.lax.scan(body, carry0, (lstm.time_major(xs), valid))
+      xs = lstm.time_major(out)
+      finals.append(final[0])
+      attn_final = final[1:]
+    else:
+      xs, final = lstm.run_layer({"kernel": p["kernel"], "bias": p["bias"]}, xs, lengths,
+                                 initial=state["lstm"][l])
+      finals.append(final)
+    xs = _dropout(xs, spec.dropout_keep_prob, keys[l])
+  fc = params["fully_connected"]
+  logits = _dense(xs, fc["weights"], fc["biases"])
+  new_state = {"lstm": tuple(finals)}
+  if spec.attn_length:
+    new_state["attns"], new_state["attn_states"] = attn_final
+  return logits, new_state
+
+
+def step(params: dict[str, Any], spec: RNNSpec, state: State, x: Array
+         ) -> tuple[State, Array]:
+  """One generation step: ``x [B, input_size]`` -> (new state, logits ``[B, classes]``)."""
+  new = {}
+  finals = []
+  for l in range(len(spec.rnn_layer_sizes)):
+    p = params[f"cell_{l}"]
+    if l == 0 and spec.attn_length:
+      carry, x = attention_step(p, (state["lstm"][0], state["attns"], state["attn_states"]), x)
+      finals.append(carry[0])
+      new["attns"], new["attn_states"] = carry[1], carry[2]
+    else:
+      carry, x = lstm.layer_step({"kernel": p["kernel"], "bias": p["bias"]}, state["lstm"][l],
+                                 x)
+      finals.append(carry)
+  new["lstm"] = tuple(finals)
+  fc = params["fully_connected"]
+  return new, _dense(x, fc["weights"], fc["biases"])
+
+
+_INITS = {"glorot": nn.initializers.glorot_uniform(), "zeros": nn.initializers.zeros,
+          "normal": nn.initializers.normal(0.1)}
+
+
+class _Params(nn.Module):
+  """A named group of variables (one TF scope): ``((name, init, shape), ...)``."""
+
+  shapes: tuple
+
+  @nn.compact
+  def __call__(self) -> dict[str, Array]:
+    return {name: self.param(name, _INITS[init], tuple(shape))
+            for name, init, shape in self.shapes}
+
+
+class MusicRNN(nn.Module):
+  """Declares the MusicRNN variables; ``__call__`` runs the teacher-forced graph.
+
+  Called with an array it returns logits; called with a batch dict
+  (``inputs [B,T,D]``, ``outputs [B,T,C]`` one-hot labels, ``lengths``) it returns the
+  training outputs that :func:`flax_musicvae.models.losses.compute_loss` reduces.
+  """
+
+  spec: RNNSpec
+
+  def _declare(self) -> dict[str, Any]:
+    sp = self.spec
+    params: dict[str, Any] = {}
+    size = sp.input_size
+    for l, units in enumerate(sp.rnn_layer_sizes):
+      shapes = []
+      if l == 0 and sp.attn_length:
+        shapes += [("attn_input_kernel", "glorot", (size + units, size)),
+                   ("attn_input_bias", "zeros", (size,)),
+                   ("attn_query_kernel", "glorot", (2 * units, units)),
+                   ("attn_query_bias", "zeros", (units,)),
+                   ("attn_w", "glorot", (units, units)),
+                   ("attn_v", "normal", (units,)),
+                   ("attn_output_kernel", "glorot", (2 * units, units)),
+                   ("attn_output_bias", "zeros", (units,))]
+      shapes += [("kernel", "glorot", (size + units, 4 * units)),
+                 ("bias", "zeros", (4 * units,))]
+      params[f"cell_{l}"] = _Params(tuple(shapes), name=f"cell_{l}")()
+      size = units
+    params["fully_connected"] = _Params(
+        (("weights", "glorot", (size, sp.num_classes)),
+         ("biases", "zeros", (sp.num_classes,))), name="fully_connected")()
+    return params
+
+  @nn.compact
+  def __call__(self, batch, train: bool = False, sampling_probability=0.0):
+    del sampling_probability   # MusicRNN always trains teacher-forced
+    params = self._declare()
+    if not isinstance(batch, dict):
+      return run(params, self.spec, batch, None)[0]
+    inputs = batch["inputs"]
+    lengths = batch["lengths"]
+    key = self.make_rng("dropout") if train and self.spec.dropout_keep_prob < 1.0 else None
+    logits, _ = run(params, self.spec, inputs, lengths, dropout_key=key)
+    logits = logits.astype(jnp.float32)
+    mask = (jnp.arange(inputs.shape[1])[None, :] < lengths[:, None]).astype(jnp.float32)
+    target = batch["outputs"].astype(jnp.float32)
+    step_loss = -jnp.sum(target * jax.nn.log_softmax(logits, -1), -1)
+    correct = (jnp.argmax(logits, -1) == jnp.argmax(target, -1)).astype(jnp.float32)
+    return {"logits": logits, "mask": mask, "step_loss": step_loss, "step_correct": correct,
+            "music_rnn": jnp.ones(())}
+
+
+def compute_loss(outputs: dict[str, Array]) -> tuple[Array, dict[str, Array]]:
+  """Magenta's MusicRNN loss: mean cross entropy over all valid steps of the batch."""
+  mask = outputs["mask"]
+  count = jnp.maximum(jnp.sum(mask), 1.0)
+  loss = jnp.sum(outputs["step_loss"] * mask) / count
+  accuracy = jnp.sum(outputs["step_correct"] * mask) / count
+  return loss, {"loss": loss, "loss_per_step": loss, "accuracy": accuracy,
+                "perplexity": jnp.exp(loss)}
+
+
+def build(config) -> MusicRNN:
+  model_cfg = config.model if "model" in config else config
+  return MusicRNN(RNNSpec.from_config(model_cfg))

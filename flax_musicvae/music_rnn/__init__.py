@@ -1,0 +1,1 @@
+"""Magenta's MusicRNN family (Melody RNN, Drums RNN, Improv RNN): encodings, data, generation."""

@@ -1,0 +1,265 @@
+"""MusicRNN (Melody / Drums / Improv RNN): encodings, pipelines and model vs Magenta's goldens.
+
+Goldens: ``../shared/reference/golden_rnn`` (magenta 2.1.4 outputs, see its README).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+
+import jax
+import jax.numpy as jnp
+import note_seq
+import numpy as np
+import pytest
+from note_seq import encoder_decoder as ns_encoder_decoder
+from note_seq import melody_encoder_decoder as ns_melody_ed
+from note_seq.protobuf import music_pb2
+
+from conftest import SHARED
+from flax_musicvae.models import music_rnn
+from flax_musicvae.music_rnn import data as rnn_data
+from flax_musicvae.music_rnn import encodings
+
+GOLDEN_RNN = SHARED / "reference" / "golden_rnn"
+GROOVE = SHARED / "data" / "groove-v1.0.0-midionly" / "groove"
+CONFIGS = {"basic_rnn": "melody_one_hot", "lookback_rnn": "lookback",
+           "attention_rnn": "key_melody", "drum_kit_rnn": "drum_kit",
+           "chord_pitches_improv": "chord_pitches_improv"}
+CHORD_NAMES = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
+
+
+def golden(config: str):
+  d = GOLDEN_RNN / config
+  if not (d / "golden.npz").exists():
+    pytest.skip(f"golden_rnn outputs not found at {d}")
+  return np.load(d / "golden.npz"), json.loads((d / "meta.json").read_text())
+
+
+def item_events(config: str, item: dict) -> list[int]:
+  if config == "drum_kit_rnn":
+    drum = encodings.MultiDrumOneHotEncoding()
+    return [drum.event_from_pitches(e) for e in item["events"]]
+  return item["events"]
+
+
+def add_golden_chords(ns: music_pb2.NoteSequence) -> None:
+  """The golden's chords: I IV V7 I, one per bar from t=0, in the first key signature."""
+  key = ns.key_signatures[0].key if ns.key_signatures else 0
+  ts = ns.time_signatures[0]
+  bar = ts.numerator * 4 / ts.denominator * 60 / (ns.tempos[0].qpm if ns.tempos else 120)
+  prog = [CHORD_NAMES[key], CHORD_NAMES[(key + 5) % 12], CHORD_NAMES[(key + 7) % 12] + "7",
+          CHORD_NAMES[key]]
+  t, i = 0.0, 0
+  while t < ns.total_time:
+    ns.text_annotations.add(time=t, text=prog[i % 4],
+                            annotation_type=music_pb2.NoteSequence.TextAnnotation.CHORD_SYMBOL)
+    t, i = t + bar, i + 1
+
+
+def source_sequence(config: str, meta: dict, source: str) -> music_pb2.NoteSequence:
+  if config == "drum_kit_rnn":
+    path = GROOVE / source
+  else:
+    path = GOLDEN_RNN / "inputs" / source.split("/")[-1]
+  if not path.exists():
+    pytest.skip(f"{path} not found")
+  ns = note_seq.midi_file_to_note_sequence(str(path))
+  if config == "chord_pitches_improv":
+    add_golden_chords(ns)
+  return ns
+
+
+def converter(config: str, meta: dict) -> rnn_data.MusicRNNConverter:
+  return rnn_data.MusicRNNConverter(encoding=CONFIGS[config],
+                                    transpose_to_key=meta.get("transpose_to_key", 0))
+
+
+def spec_of(meta: dict) -> music_rnn.RNNSpec:
+  hp = meta["hparams"]
+  return music_rnn.RNNSpec(meta["input_size"], meta["num_classes"],
+                           tuple(hp["rnn_layer_sizes"]), hp["attn_length"])
+
+
+def golden_params(config: str, meta: dict):
+  weights = dict(np.load(GOLDEN_RNN / config / "weights.npz"))
+  return music_rnn.params_from_tf(spec_of(meta), weights)
+
+
+# ----------------------------------------------------------------------------- encodings
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_encoder_sizes_and_greedy_event_encodings(config):
+  g, meta = golden(config)
+  enc = encodings.make_encoder(CONFIGS[config])
+  assert (enc.input_size, enc.num_classes, enc.default_event_label) == (
+      meta["input_size"], meta["num_classes"], meta["default_event_label"])
+  for k, item in enumerate(meta["greedy"]["items"]):
+    inputs, labels = enc.encode(item_events(config, item), item["control_events"])
+    np.testing.assert_array_equal(inputs, g[f"greedy{k}_inputs"])
+    np.testing.assert_array_equal(labels, g[f"greedy{k}_labels"])
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_pipeline_matches_golden_sequence_examples(config):
+  """MIDI -> extraction -> squash -> encode gives Magenta's SequenceExamples exactly."""
+  g, meta = golden(config)
+  conv = converter(config, meta)
+  for b, source in enumerate(meta["input_sources"]["used_in_batch_order"]):
+    tensors = conv.to_tensors(source_sequence(config, meta, source))
+    assert len(tensors) == meta["examples_per_source_from_pipeline"][b]
+    n = int(g["lengths"][b])
+    assert tensors.lengths[0] == n
+    np.testing.assert_array_equal(tensors.inputs[0], g["inputs"][b, :n])
+    np.testing.assert_array_equal(np.argmax(tensors.outputs[0], -1), g["labels"][b, :n])
+
+
+def _note_seq_encoder(name: str):
+  one_hot = note_seq.MelodyOneHotEncoding(48, 84)
+  if name == "melody_one_hot":
+    return ns_encoder_decoder.OneHotEventSequenceEncoderDecoder(one_hot)
+  if name == "lookback":
+    return ns_encoder_decoder.LookbackEventSequenceEncoderDecoder(one_hot)
+  return ns_melody_ed.KeyMelodyEncoderDecoder(48, 84)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["melody_one_hot", "lookback", "key_melody"])
+def test_melody_encodings_match_note_seq_on_folk_tunes(name):
+  """Our vectorised encoders == note_seq's per-step encoders on real folk melodies."""
+  music21 = pytest.importorskip("music21")
+  from pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
+  conv = rnn_data.MusicRNNConverter(encoding=name)
+  ours, theirs = conv.encoder, _note_seq_encoder(name)
+  del music21
+  checked = 0
+  tunes = folk_melodies.iter_corpus(("ryansMammoth",), None, collections.Counter(),
+                                    limit_files=40, progress=False)
+  for ns in itertools.islice(tunes, 40):
+    for events, _ in conv.all_event_sequences(ns):
+      melody = note_seq.Melody(events.tolist())
+      x, y = ours.encode(events)
+      tx, ty = theirs.encode(melody)
+      np.testing.assert_array_equal(x, np.array(tx, np.float32))
+      np.testing.assert_array_equal(y, np.array(ty))
+      for label in range(ours.num_classes):
+        assert ours.class_to_event(label, events.tolist()) == theirs.class_index_to_event(
+            label, melody)
+      checked += 1
+  assert checked >= 5
+
+
+@pytest.mark.slow
+def test_drum_kit_encoding_matches_note_seq_on_groove():
+  if not GROOVE.exists():
+    pytest.skip("Groove MIDI Dataset not found")
+  from note_seq import drums_encoder_decoder  # pylint: disable=import-outside-toplevel
+  theirs = ns_encoder_decoder.LookbackEventSequenceEncoderDecoder(
+      drums_encoder_decoder.MultiDrumOneHotEncoding(), lookback_distances=[],
+      binary_counter_bits=6)
+  conv = rnn_data.MusicRNNConverter(encoding="drum_kit")
+  drum = encodings.MultiDrumOneHotEncoding()
+  files = sorted(GROOVE.glob("drummer1/session1/*.mid"))[:6]
+  checked = 0
+  for path in files:
+    ns = note_seq.midi_file_to_note_sequence(str(path))
+    for events, _ in conv.all_event_sequences(ns):
+      sets = [frozenset(drum.pitches_from_event(int(e))) for e in events]
+      x, y = conv.encoder.encode(events)
+      tx, ty = theirs.encode(note_seq.DrumTrack(sets))
+      np.testing.assert_array_equal(x, np.array(tx, np.float32))
+      np.testing.assert_array_equal(y, np.array(ty))
+      checked += 1
+  assert checked >= 3
+
+
+def test_lookback_decoding_round_trip():
+  enc = encodings.make_encoder("lookback")
+  rng = np.random.default_rng(0)
+  events = rng.choice([-2, -1, 60, 62, 64, 65, 67], size=80).tolist()
+  events = [e if i % 16 else events[i % 16] for i, e in enumerate(events)]
+  labels = enc.labels(events)
+  assert enc.labels_to_events(labels[1:], events[:1]) == events[1:]
+
+
+def test_bad_events_raise():
+  enc = encodings.make_encoder("melody_one_hot")
+  with pytest.raises(encodings.EncodingError):
+    enc.encode([60, 90, -2])
+  with pytest.raises(encodings.EncodingError):
+    enc.encode([60])
+  with pytest.raises(encodings.EncodingError):
+    encodings.make_encoder("chord_pitches_improv").encode([60, 62], ["C"])
+  with pytest.raises(encodings.EncodingError):
+    encodings.chord_pitches(["not a chord"])
+  with pytest.raises(ValueError):
+    encodings.make_encoder("nope")
+
+
+def test_squash_and_transpose_match_note_seq():
+  rng = np.random.default_rng(1)
+  for _ in range(30):
+    events = rng.choice([-2, -1] + list(range(30, 110)), size=40)
+    for key in (None, 0, 5):
+      melody = note_seq.Melody(events.tolist())
+      amount = melody.squash(48, 84, key)
+      ours, our_amount = rnn_data.squash(np.asarray(melody_events(events)), 48, 84, key)
+      assert our_amount == amount
+      np.testing.assert_array_equal(ours, list(melody))
+
+
+def melody_events(events):
+  """``events`` as note_seq's Melody stores them (leading note-offs become no-events)."""
+  return list(note_seq.Melody(list(map(int, events))))
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_teacher_forced_logits_and_loss_match_golden(config):
+  g, meta = golden(config)
+  spec = spec_of(meta)
+  params = golden_params(config, meta)
+  batch = {"inputs": jnp.asarray(g["inputs"]), "lengths": jnp.asarray(g["lengths"]),
+           "outputs": jax.nn.one_hot(g["labels"], spec.num_classes)}
+  out = music_rnn.MusicRNN(spec).apply({"params": params}, batch)
+  mask = np.asarray(out["mask"]) > 0
+  assert np.abs(np.asarray(out["logits"]) - g["logits"])[mask].max() < 1e-5
+  np.testing.assert_allclose(np.asarray(out["step_loss"])[mask], g["sce"][mask], atol=1e-5)
+  loss, metrics = music_rnn.compute_loss(out)
+  np.testing.assert_allclose(float(loss), float(g["loss"]), rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["accuracy"]), float(g["accuracy"]), atol=1e-7)
+
+
+@pytest.mark.parametrize("config", ["lookback_rnn", "attention_rnn"])
+def test_step_function_equals_teacher_forced_run(config):
+  g, meta = golden(config)
+  spec = spec_of(meta)
+  params = golden_params(config, meta)
+  x = jnp.asarray(g["greedy0_inputs"][None])
+  full, _ = music_rnn.run(params, spec, x, None)
+  state = music_rnn.zero_state(params, spec, 1)
+  outs = []
+  for t in range(x.shape[1]):
+    state, logits = music_rnn.step(params, spec, state, x[:, t])
+    outs.append(logits)
+  np.testing.assert_allclose(np.stack(outs, 1), full, atol=1e-5)
+
+
+def test_params_round_trip_and_shape_errors():
+  _, meta = golden("attention_rnn")
+  spec = spec_of(meta)
+  weights = dict(np.load(GOLDEN_RNN / "attention_rnn" / "weights.npz"))
+  params = music_rnn.params_from_tf(spec, weights)
+  back = music_rnn.params_to_tf(spec, params)
+  assert set(back) == set(weights)
+  for k, v in weights.items():
+    np.testing.assert_array_equal(back[k], v)
+  with pytest.raises(ValueError, match="shape"):
+    music_rnn.params_from_tf(music_rnn.RNNSpec(60, 40, (32, 32), 40), weights)
+  with pytest.raises(KeyError):
+    music_rnn.params_from_tf(music_rnn.RNNSpec(74, 40, (32, 32), 0), weights)
