@@ -81,6 +81,7 @@ CONVERTERS = {
     "melody": ("flax_musicvae.data.melody", "OneHotMelodyConverter"),
     "drums": ("flax_musicvae.data.drums", "DrumsConverter"),
     "trio": ("flax_musicvae.data.trio", "TrioConverter"),
+    "music_rnn": ("flax_musicvae.music_rnn.data", "MusicRNNConverter"),
 }
 #: MultiInstrumentPerformanceConverter (8 velocity bins, <= 8 instruments x 64 events):
 #: not implemented here; its depths are fixed (reference notes §1.6).

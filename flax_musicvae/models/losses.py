@@ -68,6 +68,9 @@ def compute_loss(outputs: dict[str, Array], batch: dict[str, Array], step,
   part for multi-output heads.
   """
   del batch  # the mask comes with the outputs
+  if "music_rnn" in outputs:   # MusicRNN: mean cross entropy over valid steps, no KL
+    from flax_musicvae.models import music_rnn  # pylint: disable=import-outside-toplevel
+    return music_rnn.compute_loss(outputs)
   mask = outputs["mask"]
   r_loss = jnp.sum(outputs["step_loss"] * mask, -1)
   kl = outputs["kl"]

@@ -256,8 +256,14 @@ def nade_params(dec) -> dict | None:
 
 
 def build_model(config) -> MusicVAE:
-  """The MusicVAE module for a full config (``config.model`` section used)."""
+  """The MusicVAE module for a full config (``config.model`` section used).
+
+  ``model.architecture == "music_rnn"``: Magenta's MusicRNN instead (Melody/Drums/Improv RNN).
+  """
   model_cfg = config.model if "model" in config else config
+  if model_cfg.get("architecture", "music_vae") == "music_rnn":
+    from flax_musicvae.models import music_rnn  # pylint: disable=import-outside-toplevel
+    return music_rnn.build(model_cfg)
   return MusicVAE(ModelSpec.from_config(model_cfg))
 
 

@@ -32,7 +32,7 @@ from flax_musicvae.music_rnn import encodings
 NOTES_PER_OCTAVE = 12
 MELODY_ENCODINGS = ("melody_one_hot", "lookback", "key_melody")
 DRUM_ENCODINGS = ("drum_kit", "drums_one_hot")
-IMPROV_ENCODINGS = ("chord_pitches_improv",)
+IMPROV_ENCODINGS = ("chord_pitches_improv", "basic_improv", "attention_improv")
 
 
 # ----------------------------------------------------------------------------- melodies

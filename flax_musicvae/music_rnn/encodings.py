@@ -442,6 +442,25 @@ def chord_pitches(figures: Sequence[str]) -> np.ndarray:
       -1, 3 * NOTES_PER_OCTAVE + 1)
 
 
+NUM_TRIAD_CLASSES = 49
+
+
+@functools.lru_cache(maxsize=4096)
+def triad_class(figure: str) -> int:
+  """note_seq's ``TriadChordOneHotEncoding`` class (0 no chord, 1 + 12 * quality + root)."""
+  from note_seq import chords_encoder_decoder  # pylint: disable=import-outside-toplevel
+  try:
+    return int(chords_encoder_decoder.TriadChordOneHotEncoding().encode_event(figure))
+  except Exception as e:  # ChordSymbolError / ChordEncodingError  pylint: disable=broad-except
+    raise EncodingError(f"cannot encode chord symbol {figure!r} as a triad: {e}") from e
+
+
+def chord_triads(figures: Sequence[str]) -> np.ndarray:
+  """``[n, 49]`` one-hot triad classes of chord figures."""
+  return _one_hot(np.array([triad_class(str(f)) for f in figures], np.int64),
+                  NUM_TRIAD_CLASSES)
+
+
 @dataclasses.dataclass(frozen=True)
 class ConditionalEncoder(EventEncoder):
   """``ConditionalEventSequenceEncoderDecoder(PitchChordsEncoderDecoder, target)``.
@@ -451,11 +470,15 @@ class ConditionalEncoder(EventEncoder):
   """
 
   target: EventEncoder = OneHotEncoder()
+  chord_encoding: str = "pitches"    # pitches (PitchChordsEncoderDecoder) | triad
   conditional = True
 
   @property
   def control_size(self) -> int:
-    return 3 * NOTES_PER_OCTAVE + 1
+    return NUM_TRIAD_CLASSES if self.chord_encoding == "triad" else 3 * NOTES_PER_OCTAVE + 1
+
+  def encode_chords(self, figures: Sequence[str]) -> np.ndarray:
+    return chord_triads(figures) if self.chord_encoding == "triad" else chord_pitches(figures)
 
   @property
   def input_size(self) -> int:
@@ -474,7 +497,7 @@ class ConditionalEncoder(EventEncoder):
     if controls is None or len(controls) < len(events) + 1:
       raise EncodingError(f"{len(events)} events need {len(events) + 1} chords, got "
                           f"{0 if controls is None else len(controls)}")
-    chords = chord_pitches(list(controls)[1:len(events) + 1])
+    chords = self.encode_chords(list(controls)[1:len(events) + 1])
     return np.concatenate([chords, self.target.inputs(events)], -1)
 
   def encode(self, events, controls=None) -> tuple[np.ndarray, np.ndarray]:
@@ -499,8 +522,9 @@ def make_encoder(name: str, *, min_note: int = DEFAULT_MIN_NOTE,
 
   ``melody_one_hot`` (basic_rnn; mono_rnn with 0..128), ``lookback`` (lookback_rnn),
   ``key_melody`` (attention_rnn), ``drum_kit`` (drum_kit: multi-drum one-hot, no
-  lookbacks, 6 counter bits), ``drums_one_hot`` (one_drum-style plain one-hot of drum
-  masks), ``chord_pitches_improv`` and ``basic_improv`` (chords + melody one-hot).
+  lookbacks, 6 counter bits), ``drums_one_hot`` (plain one-hot of the 9-type drum
+  masks), ``chord_pitches_improv`` (chord pitches + melody one-hot), ``basic_improv``
+  (triad one-hot + melody one-hot), ``attention_improv`` (triad one-hot + key melody).
   """
   melody = MelodyOneHotEncoding(min_note, max_note)
   if name == "melody_one_hot":
@@ -516,5 +540,12 @@ def make_encoder(name: str, *, min_note: int = DEFAULT_MIN_NOTE,
     return OneHotEncoder(MultiDrumOneHotEncoding())
   if name == "chord_pitches_improv":
     return ConditionalEncoder(OneHotEncoder(melody))
-  raise ValueError(f"unknown MusicRNN encoding {name!r}; known: melody_one_hot, lookback, "
-                   "key_melody, drum_kit, drums_one_hot, chord_pitches_improv")
+  if name == "basic_improv":
+    return ConditionalEncoder(OneHotEncoder(melody), chord_encoding="triad")
+  if name == "attention_improv":
+    return ConditionalEncoder(KeyMelodyEncoder(min_note, max_note), chord_encoding="triad")
+  raise ValueError(f"unknown MusicRNN encoding {name!r}; known: {ENCODINGS}")
+
+
+ENCODINGS = ("melody_one_hot", "lookback", "key_melody", "drum_kit", "drums_one_hot",
+             "chord_pitches_improv", "basic_improv", "attention_improv")

@@ -211,8 +211,7 @@ class MusicRNNGenerator:
         raise GeneratorError("Improv RNN needs chords (e.g. ['C', 'G', 'Am', 'F'])")
       per_step = [chords[(s // steps_per_chord) % len(chords)] for s in range(end_step + 1)]
       controls = per_step[track_start:]
-      for f in set(chords):
-        encodings.chord_pitch_vector(f)   # raises EncodingError on a bad figure
+      self.encoder.encode_chords(sorted(set(chords)))   # EncodingError on a bad figure
     amount = 0
     if self.kind != "drums":
       events, amount = rnn_data.squash(np.asarray(events, np.int64), self.min_note,
