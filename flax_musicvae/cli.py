@@ -7,7 +7,10 @@ import sys
 from typing import Iterator
 import warnings
 
-from absl import app
+# note_seq imports pydub, which warns at import time about an ffmpeg nothing here uses.
+warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 from absl import logging
 import ml_collections
@@ -15,8 +18,7 @@ import ml_collections
 
 def quiet_logs() -> None:
   """Warnings only unless ``--verbosity`` was given: no orbax INFO lines, no JAX backend
-  probing messages, no pydub warning about an ffmpeg nothing here uses."""
-  warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
+  probing messages."""
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
 
@@ -24,9 +26,15 @@ def quiet_logs() -> None:
 def config_value(flag) -> ml_collections.ConfigDict | None:
   """A config-file flag's value (None when not given); a broken file is a ``UsageError``."""
   try:
-    return flag.value
+    config = flag.value
+    if config is not None:
+      config.to_dict()  # a file that failed to load raises here
+    return config
   except (OSError, ImportError, SyntaxError, AttributeError, ValueError) as e:
-    raise app.UsageError(str(e).strip().splitlines()[-1]) from e
+    root = e
+    while root.__cause__ or root.__context__:
+      root = root.__cause__ or root.__context__
+    raise app.UsageError(f"--config: {str(root).strip().splitlines()[-1].strip()}") from e
 
 
 @contextlib.contextmanager

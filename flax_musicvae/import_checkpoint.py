@@ -36,6 +36,8 @@ import pathlib
 import tarfile
 from typing import Any, Sequence
 
+from flax_musicvae import cli  # first: it silences a warning of note_seq's imports
+# pylint: disable=g-import-not-at-top,wrong-import-order
 from absl import app
 from absl import flags
 import jax
@@ -43,7 +45,6 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
-from flax_musicvae import cli
 from flax_musicvae import workdir as workdir_lib
 from flax_musicvae.checkpoints import magenta_import
 from flax_musicvae.checkpoints import tensor_bundle

@@ -566,8 +566,10 @@ class MetricWriter:
       kept = "".join(l for l in lines if l.strip() and json.loads(l)["step"] <= resume_step)
       if len(kept) != sum(map(len, lines)):
         _replace(file, kept.encode())
-    for events in (self._workdir / "tensorboard").glob(f"*/{EventFileWriter.FILE_NAME}"):
-      EventFileWriter.truncate(events.parent, resume_step)
+    tensorboard = self._workdir / "tensorboard"
+    for split in (p.name for p in tensorboard.iterdir()) if tensorboard.exists() else ():
+      if (tensorboard / split / EventFileWriter.FILE_NAME).exists():
+        EventFileWriter.truncate(tensorboard / split, resume_step)
 
   def write(self, split: str, step: int, metrics: dict[str, float]) -> None:
     if not self._enabled:

@@ -149,24 +149,24 @@ def _params_equal(a, b):
 
 
 def test_workdir_is_readable_by_the_training_program(golden_dir, tmp_path):
-  from flax_musicvae import import_checkpoint, optim, train
+  from flax_musicvae import import_checkpoint, optim
+  from flax_musicvae import workdir as workdir_lib
   config = _golden_config(golden_dir, "groovae_4bar")
   params, _ = mi.import_params(golden_dir / "groovae_4bar", config)
   folder = import_checkpoint.save_to_workdir(params, 1234, config, tmp_path)
   assert folder == tmp_path / "checkpoints" / "1234"
   assert json.loads((tmp_path / "config.json").read_text())["name"] == "groovae_4bar"
   zeros = jax.tree.map(jnp.zeros_like, params)
-  _params_equal(train.load_params(tmp_path, zeros), params)  # warm start
+  _params_equal(workdir_lib.load_params(tmp_path, zeros)[0], params)  # warm start
   tx = optim.create_optimizer(config.train)
-  template = train.TrainState(jnp.zeros([], jnp.int32), zeros, tx.init(zeros),
-                              jax.random.PRNGKey(0))
-  with train.checkpoint_manager(tmp_path, config) as manager:  # resume / evaluate
-    state = train.restore_checkpoint(manager, template)
-  assert int(state.step) == 1234
+  template = workdir_lib.Checkpoint(0, zeros, tx.init(zeros), jax.random.PRNGKey(0))
+  with workdir_lib.Checkpoints(tmp_path / "checkpoints") as ckpts:  # resume / evaluate
+    state = ckpts.restore(template)
+  assert state.step == 1234
   _params_equal(state.params, params)
   with pytest.raises(FileExistsError):
     import_checkpoint.save_to_workdir(params, 1234, config, tmp_path)
-  loaded, step = import_checkpoint.load_from_workdir(config, tmp_path)  # export direction
+  _, loaded, step = workdir_lib.load(tmp_path)  # export direction
   assert step == 1234
   _params_equal(loaded, params)
 
@@ -192,18 +192,17 @@ def test_cli_imports_a_tar_bundle(golden_dir, tmp_path):
        f"--workdir={tmp_path}/work", f"--magentajs_dir={tmp_path}/js"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  from flax_musicvae import train
+  from flax_musicvae import workdir as workdir_lib
   params, _ = mi.import_params(bundle, _golden_config(golden_dir, name))
-  _params_equal(train.load_params(tmp_path / "work", jax.tree.map(jnp.zeros_like, params)),
-                params)
+  _params_equal(workdir_lib.load_params(tmp_path / "work",
+                                        jax.tree.map(jnp.zeros_like, params))[0], params)
   js_weights, spec = magentajs.read_folder(tmp_path / "js")
   assert spec["dataConverter"]["type"] == "DrumsConverter"
   for tf_name, value in mi.tf_weights(params).items():
     np.testing.assert_array_equal(js_weights[tf_name], value)
   # Export back from the workdir: the same TF1 checkpoint, byte for byte.
   result = subprocess.run(
-      [sys.executable, "-m", "flax_musicvae.import_checkpoint",
-       f"--config=configs/{GOLDEN[name]}.py", *sizes, f"--workdir={tmp_path}/work",
+      [sys.executable, "-m", "flax_musicvae.import_checkpoint", f"--workdir={tmp_path}/work",
        f"--tf_checkpoint={tmp_path}/export/model.ckpt"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -216,6 +215,7 @@ def test_fine_tunes_an_imported_checkpoint_on_groove_data(golden_dir, tmp_path):
   """Import Magenta's checkpoint, then continue training it on real Groove windows."""
   from conftest import FIXTURES
   from flax_musicvae import config_lib, import_checkpoint, train
+  from flax_musicvae import workdir as workdir_lib
   from pipelines import groove
   config = _golden_config(golden_dir, "groovae_4bar")
   params, _ = mi.import_params(golden_dir / "groovae_4bar", config)
@@ -232,13 +232,13 @@ def test_fine_tunes_an_imported_checkpoint_on_groove_data(golden_dir, tmp_path):
   config.model.dropout_keep_prob = 1.0
   result = train.train_and_evaluate(config, tmp_path / "tuned", train_data=data["train"],
                                     eval_data=data["validation"])
-  tuned = train.load_params(tmp_path / "tuned", params)
+  tuned, _ = workdir_lib.load_params(tmp_path / "tuned", params)
   distance = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
                               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
   # 20 Adam steps move a weight by at most 20 * lr * (1 - b1) / sqrt(1 - b2) ~ 0.063 from
   # Magenta's values, far less than a fresh initialisation is from them ...
   assert 0 < distance(tuned, params) <= 20 * 1e-3 * 0.1 / np.sqrt(1e-3) * 1.001
-  fresh = train._setup(config, tmp_path / "fresh", data["train"]).state.params
+  fresh = train._setup(config, data["train"]).state.params
   assert distance(fresh, params) > 0.2
   # ... and the fine-tuned model reconstructs the training windows better than before.
   model = vae.build_model(config)

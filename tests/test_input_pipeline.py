@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from flax_musicvae import input_pipeline
-from tests.conftest import ROOT
 
 
 def _arrays(n, t=4):
@@ -96,6 +95,7 @@ def test_prefetcher_close_stops_endless_producer():
   assert not it._thread.is_alive()
 
 
-def test_relative_paths_resolve_against_repo_root():
-  assert input_pipeline.resolve_path("../shared/x") == (ROOT.parent / "shared" / "x").resolve()
+def test_relative_paths_resolve_against_the_current_directory(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert input_pipeline.resolve_path("data/x") == tmp_path / "data" / "x"
   assert input_pipeline.resolve_path("/abs/y").as_posix() == "/abs/y"
