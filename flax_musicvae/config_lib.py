@@ -20,6 +20,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.name = ""
 
   m = c.model = ml_collections.ConfigDict()
+  m.architecture = "music_vae"         # music_vae | music_rnn (Melody/Drums/Improv RNN)
+  m.rnn_layer_sizes = ()               # music_rnn: the LSTM stack
+  m.attn_length = 0                    # music_rnn: attention over the last N outputs
+  m.residual_connections = False       # music_rnn (unused by Magenta's configs)
+  m.magenta_id = ""                    # music_rnn: Magenta's generator id
   m.encoder = "bidirectional"          # bidirectional | hierarchical
   m.decoder = "categorical"            # categorical | multi_out | split | hierarchical | groove | nade
   m.core_decoder = ""                  # for hierarchical decoders: the per-segment decoder kind
