@@ -37,6 +37,7 @@ import tqdm
 from note_seq import midi_io, musicxml_reader
 from note_seq.protobuf import music_pb2
 
+import pipelines
 from pipelines import note_sequence_io
 
 MIDI_EXTENSIONS = (".mid", ".midi")
@@ -290,7 +291,7 @@ def convert_directory(input_dir: str | os.PathLike, output_file: str | os.PathLi
   return (len(report.converted) if writer is not None else sequences), report
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="python -m pipelines.convert_dir",
       description="Convert a directory of MIDI (.mid/.midi) and MusicXML "
@@ -312,18 +313,20 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--report_json", default=None,
                       help="also write the full report (every skip with its reason) here")
   parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
-  return parser.parse_args(argv)
+  return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  args = _parse_args(argv)
+  parser = _parser()
+  args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-  _, report = convert_directory(args.input_dir, args.output_file, args.recursive,
-                                args.num_workers, progress=not args.no_progress)
-  print(report.summary())
-  if args.report_json:
-    with open(args.report_json, "w") as f:
-      json.dump(report.to_dict(), f, indent=1)
+  with pipelines.user_errors(parser):
+    _, report = convert_directory(args.input_dir, args.output_file, args.recursive,
+                                  args.num_workers, progress=not args.no_progress)
+    print(report.summary())
+    if args.report_json:
+      with open(args.report_json, "w") as f:
+        json.dump(report.to_dict(), f, indent=1)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from note_seq.protobuf import music_pb2
 
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.melody import MEL_PROGRAMS, OneHotMelodyConverter
+import pipelines
 from pipelines import note_sequence_io
 
 DEFAULT_COLLECTIONS = ("ryansMammoth", "oneills1850", "essenFolksong",
@@ -261,8 +262,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
   skips = collections.Counter()
   start = time.perf_counter()
-  sequences = list(iter_corpus(args.collections, args.cache_dir, skips, args.limit_files,
-                               progress=not args.no_progress, cache_only=args.cache_only))
+  with pipelines.user_errors(parser):
+    sequences = list(iter_corpus(args.collections, args.cache_dir, skips, args.limit_files,
+                                 progress=not args.no_progress, cache_only=args.cache_only))
   convert_seconds = time.perf_counter() - start
   if args.output_file:
     note_sequence_io.write_note_sequences(args.output_file, sequences)

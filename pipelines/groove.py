@@ -47,6 +47,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+import pipelines
 from flax_musicvae.data import midi_fast
 from flax_musicvae.data.converter import ConverterTensors, Mode
 from flax_musicvae.data.groove import (GrooveConverter, REDUCED_DRUM_PITCH_CLASSES,
@@ -674,9 +675,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   converter = _converter_from_flags(args)
   for split in args.splits:
-    arrays = load_groove_split(args.root, split, converter, args.cache_dir,
-                               mode=args.mode, seed=args.seed, workers=args.workers,
-                               progress=True)
+    with pipelines.user_errors(parser):
+      arrays = load_groove_split(args.root, split, converter, args.cache_dir,
+                                 mode=args.mode, seed=args.seed, workers=args.workers,
+                                 progress=True)
     stats = json.loads(str(arrays["stats"]))
     print(f"{split}: {stats['files']} files, {stats['windows']} windows, "
           f"{stats['examples']} examples {arrays['outputs'].shape}; "

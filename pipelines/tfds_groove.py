@@ -37,6 +37,8 @@ import tempfile
 import zipfile
 from typing import Sequence
 
+import pipelines
+
 MIDI_ONLY_URL = ("https://storage.googleapis.com/magentadata/datasets/groove/"
                  "groove-v1.0.0-midionly.zip")
 _ZIP_NAME = "groove-v1.0.0-midionly.zip"
@@ -150,7 +152,7 @@ def load(name: str, split: str, data_dir: str | os.PathLike, **local):
   return prepare(name, data_dir, **local).as_dataset(split=split)
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="python -m pipelines.tfds_groove",
       description="Build a tensorflow-datasets Groove config (the dataset Magenta's "
@@ -166,12 +168,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   local.add_argument("--zip", help="local groove-v1.0.0-midionly.zip (any byte layout)")
   local.add_argument("--source_dir",
                      help="folder holding the unzipped 'groove' directory; zipped first")
-  return parser.parse_args(argv)
+  return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  args = _parse_args(argv)
-  builder = prepare(args.name, args.data_dir, zip_path=args.zip, source_dir=args.source_dir)
+  parser = _parser()
+  args = parser.parse_args(argv)
+  with pipelines.user_errors(parser):
+    builder = prepare(args.name, args.data_dir, zip_path=args.zip, source_dir=args.source_dir)
   for split, info in sorted(builder.info.splits.items()):
     print(f"{args.name} {split}: {info.num_examples} examples")
   print(f"prepared in {builder.data_dir}")

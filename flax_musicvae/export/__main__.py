@@ -60,7 +60,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
-  config, params = bundle.load_workdir(args.workdir)
+  from flax_musicvae import workdir  # pylint: disable=g-import-not-at-top
+  try:
+    config, params = bundle.load_workdir(args.workdir)
+  except (FileNotFoundError, workdir.WorkdirError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   for batch_size in args.batch_sizes:
     out_dir = args.output / f"b{batch_size}"
     meta = bundle.export_bundle(config, params, out_dir, batch_size, args.quantizations)
