@@ -20,6 +20,12 @@ Modes:
   transfer     hits of --input_midi_1 with the groove of --input_midi_2 (hits-control models)
   attribute    --attribute=NAME: compute an attribute vector over a data split and save it;
                --attribute_file=F --input_midi_1=X: decode X shifted by each --strength
+  continue     MusicRNN (Melody/Drums/Improv RNN, from --workdir, a Magenta --bundle_file
+               .mag or --checkpoint_file + --config): continue --primer_midi, or a list
+               --primer_melody="[60, -2, 62]" / --primer_drums="[(36, 42), (), (42,)]", to
+               --num_steps steps in all (default 128), --temperature (default 1.0),
+               --beam_size / --branch_factor / --steps_per_iteration, Improv RNN chords
+               --backing_chords="C G Am F" (or --chords=C,G,Am,F) every --steps_per_chord
 The groove tasks take inputs of any length (cut into model windows and joined).
 Outputs: MIDI files (the input's tempo for tasks, 120 qpm otherwise), a PNG piano roll /
 drum grid (one row per output), and WAVs with --wav when fluidsynth and a GM soundfont
@@ -37,7 +43,7 @@ import types
 import warnings
 
 MODES = ("sample", "interpolate", "encode", "humanize", "drumify", "infill", "transfer",
-         "attribute")
+         "attribute", "continue")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,21 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
   source.add_argument("--checkpoint_file",
                       help="an original Magenta checkpoint (prefix, directory or .tar); "
                            "needs --config")
+  source.add_argument("--bundle_file", help="continue mode: a Magenta generator bundle (.mag)")
   p.add_argument("--config", help="config file for --checkpoint_file, e.g. "
                                   "configs/groove_4bar.py")
   p.add_argument("--mode", required=True, choices=MODES)
   p.add_argument("--output_dir", default="/tmp/flax_musicvae/generated",
                  help="where outputs go (default: %(default)s)")
   p.add_argument("--num_outputs", type=int, default=5, help="samples to draw (sample mode)")
-  p.add_argument("--temperature", type=float, default=0.5,
-                 help="sampling temperature; 0 decodes greedily (default: %(default)s)")
+  p.add_argument("--temperature", type=float, default=None,
+                 help="sampling temperature; 0 decodes greedily (default: 0.5, continue 1.0)")
   p.add_argument("--seed", type=int, default=0, help="same seed, same output")
   p.add_argument("--same_z", action="store_true", help="one z for every sample")
   for i in range(1, 5):
     p.add_argument(f"--input_midi_{i}", help="input MIDI file")
   p.add_argument("--input_wav", help="drumify: a WAV recording of tapping instead of MIDI")
   p.add_argument("--qpm", type=float, default=120.0, help="tempo of --input_wav's taps")
-  p.add_argument("--num_steps", type=int, default=5, help="interpolation steps (per side)")
+  p.add_argument("--num_steps", type=int, default=None,
+                 help="interpolation steps per side (default 5); continue: total steps, "
+                      "primer included (default 128)")
   p.add_argument("--method", choices=("slerp", "lerp"), default="slerp",
                  help="interpolation method (Magenta: slerp, magenta.js: lerp)")
   p.add_argument("--keep_original", action="store_true",
@@ -76,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
                  help="write a piano-roll / drum-grid picture")
   p.add_argument("--wav", action="store_true", help="render WAVs with fluidsynth")
+  rnn = p.add_argument_group("continue mode (MusicRNN)")
+  rnn.add_argument("--primer_midi", help="MIDI file to continue")
+  rnn.add_argument("--primer_melody", help='melody events, e.g. "[60, -2, 60, -2, 67]" '
+                                           "(-2 hold, -1 note off)")
+  rnn.add_argument("--primer_drums", help='drum pitches per step, e.g. "[(36, 42), (), (42,)]"')
+  rnn.add_argument("--beam_size", type=int, default=1)
+  rnn.add_argument("--branch_factor", type=int, default=1)
+  rnn.add_argument("--steps_per_iteration", type=int, default=1)
+  rnn.add_argument("--backing_chords", help='Improv RNN: "C G Am F" (space-separated)')
+  rnn.add_argument("--steps_per_chord", type=int, default=16)
   return p
 
 
@@ -252,6 +271,19 @@ def _attribute(args, model, writer) -> None:
 def run(args) -> None:
   from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
   inference.enable_compilation_cache()
+  if args.num_steps is None:
+    args.num_steps = 128 if args.mode == "continue" else 5
+  if args.temperature is None:
+    args.temperature = 1.0 if args.mode == "continue" else 0.5
+  if args.mode == "continue":
+    from flax_musicvae.music_rnn import cli as rnn_cli  # pylint: disable=g-import-not-at-top
+    try:
+      rnn_cli.continue_mode(args, Writer)
+    except rnn_cli.ERRORS as e:
+      raise UsageError(str(e).strip("'\"")) from e
+    return
+  if args.bundle_file:
+    raise UsageError("--bundle_file (a MusicRNN .mag) only works with --mode=continue")
   if args.workdir:
     model = inference.MusicVAEModel.from_workdir(args.workdir)
   elif not args.config:

@@ -54,6 +54,18 @@ class RNNSpec:
   attn_length: int = 0
   dropout_keep_prob: float = 1.0
 
+  # The names the shared tooling (models.dummy_batch, workdir.abstract_params) reads.
+  @property
+  def input_depth(self) -> int:
+    return self.input_size
+
+  @property
+  def output_depth(self) -> int:
+    return self.num_classes
+
+  control_depth = 0
+  max_seq_len = 1   # parameters do not depend on the length
+
   @classmethod
   def from_config(cls, model_cfg) -> "RNNSpec":
     if model_cfg.get("residual_connections", False):
