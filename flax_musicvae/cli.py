@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 from typing import Iterator
 import warnings
 
@@ -50,3 +52,59 @@ def user_errors(*errors: type[BaseException], exit_code: int = 2) -> Iterator[No
       raise
     print(f"error: {e}", file=sys.stderr)
     sys.exit(exit_code)
+
+
+class Interrupted(KeyboardInterrupt):
+  """SIGTERM/SIGINT stopped the program (after saving what there was to save)."""
+
+  def __init__(self, signum: int):
+    super().__init__(f"stopped by {signal.Signals(signum).name}")
+    self.signum = signum
+
+
+class StopSignals:
+  """SIGTERM and SIGINT recorded in ``signum`` instead of raised.
+
+  Long work polls ``check()`` (or ``signum``) at points where stopping is safe, so a
+  signal never lands inside a train step, a save or a destructor that would swallow it.
+  A second signal raises ``Interrupted`` at once.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum = 0
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    if self.signum:
+      raise Interrupted(self.signum)
+    self.signum = signum
+
+  def check(self) -> None:
+    if self.signum:
+      raise Interrupted(self.signum)
+
+  def install(self) -> dict:
+    """Installs the handlers (main thread only); returns the ones they replace."""
+    if threading.current_thread() is not threading.main_thread():
+      return {}
+    return {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+  @contextlib.contextmanager
+  def installed(self) -> Iterator["StopSignals"]:
+    """Handlers in place for the block (kept if a CLI installed them for the process)."""
+    if all(signal.getsignal(s) == self._handle for s in self.SIGNALS):
+      yield self
+      return
+    previous = self.install()
+    try:
+      yield self
+    finally:
+      for s, handler in previous.items():
+        signal.signal(s, handler)
+      self.signum = 0
+
+
+#: The process's stop flag: CLIs install it first thing, training polls it.
+STOP = StopSignals()

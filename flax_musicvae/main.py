@@ -19,6 +19,11 @@ detects the cluster, or takes ``--coordinator_address``, ``--num_processes`` and
 
 from __future__ import annotations
 
+from flax_musicvae import cli  # pylint: disable=g-bad-import-order
+
+cli.STOP.install()  # before the slow imports: a signal from now on exits 128 + signal
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import os
 import sys
 
@@ -27,8 +32,6 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
-
-from flax_musicvae import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Configuration file (configs/<name>.py); optional for an existing workdir.",

@@ -17,9 +17,7 @@ import collections
 import contextlib
 import dataclasses
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any, Callable, Iterable
 
@@ -33,6 +31,7 @@ import numpy as np
 import optax
 import tqdm
 
+from flax_musicvae import cli
 from flax_musicvae import input_pipeline
 from flax_musicvae import optim
 from flax_musicvae import workdir as workdir_lib
@@ -223,12 +222,7 @@ class NonFiniteError(RuntimeError):
   """Training stopped after too many consecutive non-finite steps."""
 
 
-class Interrupted(KeyboardInterrupt):
-  """SIGTERM/SIGINT stopped training (after saving the last completed step)."""
-
-  def __init__(self, signum: int):
-    super().__init__(f"stopped by {signal.Signals(signum).name}")
-    self.signum = signum
+Interrupted = cli.Interrupted
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -247,39 +241,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if tc.batch_size % jax.device_count():
     raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the "
                       f"{jax.device_count()} devices")
-
-
-class _StopOnSignal:
-  """SIGTERM/SIGINT handling for one training run.
-
-  While ``armed`` (the train loop) a signal only records itself in ``signum``: the loop
-  finishes the step, saves and raises ``Interrupted``. Before that (setup, restore,
-  compilation: nothing new to save) a signal raises ``Interrupted`` at once, as does a
-  second signal. Outside the main thread signals are left alone.
-  """
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.signum = 0
-    self.armed = False
-    self._previous = {}
-
-  def _handle(self, signum, frame) -> None:
-    del frame
-    if self.armed and not self.signum:
-      self.signum = signum
-      return
-    raise Interrupted(signum)
-
-  def __enter__(self) -> "_StopOnSignal":
-    if threading.current_thread() is threading.main_thread():
-      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    for s, handler in self._previous.items():
-      signal.signal(s, handler)
 
 
 # ----------------------------------------------------------------------------- loops
@@ -422,13 +383,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict | None, workdir: str | 
   ``train.max_nonfinite_steps`` consecutive non-finite steps (each skipped) it raises
   ``NonFiniteError``. Returns the last logged train and evaluation metrics.
   """
-  with _StopOnSignal() as stop, workdir_lib.lock(workdir):
+  with cli.STOP.installed() as stop, workdir_lib.lock(workdir):
     config = workdir_lib.resolve_config(workdir, config)
     validate_config(config)
     run = workdir_lib.path(workdir)
     run.mkdir(parents=True, exist_ok=True)
+    stop.check()
     train_data, eval_data = _load_data(config, run, train=train_data, validation=eval_data)
+    stop.check()
     setup = _setup(config, train_data)
+    stop.check()
     with workdir_lib.Checkpoints(run / workdir_lib.CHECKPOINTS, writer=True,
                                  max_to_keep=config.train.checkpoints_to_keep) as ckpts:
       state = _restore_or_warm_start(config, setup, ckpts)
@@ -437,7 +401,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | None, workdir: str | 
 
 
 def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Checkpoints,
-                state: TrainState, train_data, eval_data, stop: _StopOnSignal
+                state: TrainState, train_data, eval_data, stop: cli.StopSignals
                 ) -> dict[str, Metrics]:
   tc = config.train
   train_step = make_train_step(config, setup.model, setup.tx, setup.mesh)
@@ -475,7 +439,6 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
             "those updates were skipped and nothing was saved after them. Lower "
             "train.learning_rate or check the data; the last checkpoint is intact")
 
-  stop.armed = True
   try:
     step = start
     while step < tc.num_train_steps and not stop.signum:
@@ -520,7 +483,6 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
     _save_on_exit(ckpts, state, config, log)
     raise
   finally:
-    stop.armed = False
     bar.close()
     prefetched.close()
     writer.close()
@@ -551,15 +513,17 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str | os.PathLik
   config = workdir_lib.resolve_config(workdir, config)
   validate_config(config)
   run = workdir_lib.path(workdir)
-  with workdir_lib.Checkpoints(run / workdir_lib.CHECKPOINTS) as ckpts:
-    if not ckpts.steps():
-      raise workdir_lib.WorkdirError(f"no checkpoint under {ckpts.directory}: train first")
-    (eval_data,) = _load_data(config, run, validation=eval_data)
-    setup = _setup(config, eval_data)
-    restored = ckpts.restore(_template(setup.state), params_only=True)
-  state = setup.state.replace(step=jnp.int32(restored.step), params=restored.params)
-  metrics = _evaluate(config, setup, make_eval_step(config, setup.model, setup.mesh), state,
-                      eval_data)
+  with cli.STOP.installed() as stop:
+    with workdir_lib.Checkpoints(run / workdir_lib.CHECKPOINTS) as ckpts:
+      if not ckpts.steps():
+        raise workdir_lib.WorkdirError(f"no checkpoint under {ckpts.directory}: train first")
+      (eval_data,) = _load_data(config, run, validation=eval_data)
+      setup = _setup(config, eval_data)
+      restored = ckpts.restore(_template(setup.state), params_only=True)
+    state = setup.state.replace(step=jnp.int32(restored.step), params=restored.params)
+    metrics = _evaluate(config, setup, make_eval_step(config, setup.model, setup.mesh), state,
+                        eval_data, lambda: stop.signum)
+    stop.check()
   writer = workdir_lib.MetricWriter(run, enabled=jax.process_index() == 0)
   writer.write("eval", restored.step, metrics)
   writer.close()

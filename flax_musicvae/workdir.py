@@ -258,8 +258,7 @@ class Checkpoints:
     if writer:
       self._remove_tmp_leftovers()
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=writer, read_only=not writer,
-        enable_async_checkpointing=False)
+        max_to_keep=max_to_keep, create=writer, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def _remove_tmp_leftovers(self) -> None:
