@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from flax_musicvae import cli  # pylint: disable=g-bad-import-order
 
-cli.STOP.install()  # before the slow imports: a signal from now on exits 128 + signal
+if __name__ == "__main__":  # not in multiprocessing's spawned children (Pool stops them by SIGTERM)
+  cli.STOP.install()  # before the slow imports: a signal from now on exits 128 + signal
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import os
