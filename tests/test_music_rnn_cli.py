@@ -117,3 +117,15 @@ def test_bundle_to_workdir_then_continue_from_workdir(tmp_path):
   code, files = _run(tmp_path, f"--workdir={workdir}", "--primer_melody=[60, -2, 64]",
                      "--num_steps=32", "--temperature=0")
   assert code == 0 and len(files) == 1
+
+
+def test_magenta_training_checkpoint_with_config():
+  """A TF (V2) training checkpoint of attention_rnn + configs/attention_rnn.py."""
+  from test_models_parity import load_config  # pylint: disable=import-outside-toplevel
+  g, meta = golden("attention_rnn")
+  gen = rnn_cli.load_generator(checkpoint_file=str(GOLDEN_RNN / "attention_rnn" / "model.ckpt"),
+                               config=load_config("attention_rnn"))
+  assert gen.spec.rnn_layer_sizes == (32, 32) and gen.spec.attn_length == 40
+  item = meta["greedy"]["items"][1]
+  result = gen.generate_events(item["events"][:33], 96, temperature=1e-6)
+  np.testing.assert_array_equal(result.chosen, g["greedy1_chosen"])
