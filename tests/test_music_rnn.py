@@ -362,3 +362,27 @@ def test_continue_from_primer_list_and_chords():
   _, _, drums = golden_generator("drum_kit_rnn")
   ns, result = drums.continue_sequence(None, num_steps=32, seed=0)
   assert all(n.is_drum for n in ns.notes) and ns.notes[0].pitch == 36
+
+
+@pytest.mark.parametrize("name", ["basic_improv", "attention_improv", "chord_pitches_improv"])
+def test_improv_encodings_match_note_seq(name):
+  """Triad / chord-pitch conditioning == note_seq's ConditionalEventSequenceEncoderDecoder
+  on the golden lead sheets (and all 12 transpositions of their chords)."""
+  from note_seq import chords_encoder_decoder as ced  # pylint: disable=import-outside-toplevel
+  _, meta = golden("chord_pitches_improv")
+  melody = note_seq.MelodyOneHotEncoding(48, 84)
+  target = (ns_melody_ed.KeyMelodyEncoderDecoder(48, 84) if name == "attention_improv" else
+            ns_encoder_decoder.OneHotEventSequenceEncoderDecoder(melody))
+  control = (ced.PitchChordsEncoderDecoder() if name == "chord_pitches_improv" else
+             ns_encoder_decoder.OneHotEventSequenceEncoderDecoder(
+                 ced.TriadChordOneHotEncoding()))
+  theirs = ns_encoder_decoder.ConditionalEventSequenceEncoderDecoder(control, target)
+  ours = encodings.make_encoder(name)
+  assert (ours.input_size, ours.num_classes) == (theirs.input_size, theirs.num_classes)
+  for item in meta["greedy"]["items"]:
+    for amount in (0, 3, 7):
+      chords = [rnn_data.transpose_chord(c, amount) for c in item["control_events"]]
+      x, y = ours.encode(item["events"], chords)
+      tx, ty = theirs.encode(note_seq.ChordProgression(chords), note_seq.Melody(item["events"]))
+      np.testing.assert_array_equal(x, np.array(tx, np.float32))
+      np.testing.assert_array_equal(y, np.array(ty))
