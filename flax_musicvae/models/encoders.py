@@ -19,7 +19,7 @@ class BidirectionalEncoder(nn.Module):
 
   Layer l+1 reads concat(fw outputs, bw outputs) of layer l; the embedding is the concat of
   the last layer's final forward and backward h. The backward LSTM runs on the reversed
-  valid part of each sequence.
+  valid part of each sequence; both directions run in one recurrence (``lstm.run_layers``).
   """
   sizes: Sequence[int]
   input_size: int
@@ -39,10 +39,9 @@ class BidirectionalEncoder(nn.Module):
     for l, size in enumerate(self.sizes):
       fw, bw = (lstm.LSTMStack([size], self.residual, name=f"cell_{l}_{d}")(input_size)[0]
                 for d in ("fw", "bw"))
-      kw = dict(keep_prob=self.keep_prob, remat=self.remat, residual=self.residual)
-      fw_out, (_, fw_h) = lstm.run_layer(fw, xs, lengths, key=keys[2 * l], **kw)
-      bw_out, (_, bw_h) = lstm.run_layer(bw, lstm.reverse_valid(xs, lengths), lengths,
-                                         key=keys[2 * l + 1], **kw)
+      (fw_out, (_, fw_h)), (bw_out, (_, bw_h)) = lstm.run_layers(
+          [fw, bw], [xs, lstm.reverse_valid(xs, lengths)], lengths, keep_prob=self.keep_prob,
+          keys=keys[2 * l:2 * l + 2], remat=self.remat, residual=self.residual)
       xs = jnp.concatenate([fw_out, lstm.reverse_valid(bw_out, lengths)], -1)
       input_size = 2 * size
     return jnp.concatenate([fw_h, bw_h], -1)

@@ -118,9 +118,9 @@ def affine(x: Array, kernel: Array, bias: Array) -> Array:
 
 def _gates_to_state(gates: Array, c: Array) -> tuple[Array, Array]:
   """New ``(c, h)``: c in the (wider) dtype of ``c``, h in the dtype of ``gates``."""
-  i, j, f, o = jnp.split(gates, 4, axis=-1)
-  c = jax.nn.sigmoid(f + FORGET_BIAS) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
-  return c, (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(gates.dtype)
+  si, tj, sf, so = _gate_activations(gates)
+  c = sf * c + si * tj
+  return c, (so * jnp.tanh(c)).astype(gates.dtype)
 
 
 def input_dropout(x: Array, keep_prob: float, key: Array | None) -> Array:
@@ -175,107 +175,161 @@ def run_layer(p: LayerParams, xs: Array, lengths: Array | None, *, keep_prob: fl
               key: Array | None = None, initial: tuple[Array, Array] | None = None,
               remat: bool = False, residual: bool = False
               ) -> tuple[Array, tuple[Array, Array]]:
-  """Runs one layer over ``xs [B, T, D]`` like ``dynamic_rnn``.
-
-  Past an example's length the state is frozen and the output is zero. The input
-  projection ``x @ kernel[:D]`` is computed for all steps at once outside the scan.
-  Without ``remat`` the recurrence has a hand-written backward pass
-  (:func:`masked_recurrence`) that computes the recurrent kernel's gradient as one
-  matmul over all steps instead of accumulating it step by step.
-  """
-  batch, steps, depth = xs.shape
-  xs = input_dropout(xs, keep_prob, key)
-  if "proj_kernel" in p:
-    xs = affine(xs, p["proj_kernel"], p["proj_bias"])
-    depth = xs.shape[-1]
-  x_proj = time_major(affine(xs, p["kernel"][:depth], p["bias"]))
-  w_h = p["kernel"][depth:]
-  if initial is None:
-    initial = zero_state([p], batch, xs.dtype)[0]
-  initial = (initial[0].astype(state_dtype(xs.dtype)), initial[1].astype(xs.dtype))
-  valid = step_mask(lengths, steps, batch)[..., None]
-  if remat:
-    def body(carry, inp):
-      xp, ok = inp
-      c, h = _gates_to_state(xp + h_matmul(carry[1], w_h.astype(xp.dtype)), carry[0])
-      new = (jnp.where(ok, c, carry[0]), jnp.where(ok, h, carry[1]))
-      return new, jnp.where(ok, h, 0.0)
-    final, out = scan(body, initial, (x_proj, valid), remat)
-  else:
-    out, c, h = masked_recurrence(x_proj, valid, w_h.astype(xs.dtype), *initial)
-    final = (c, h)
-  out = time_major(out)
-  if residual:
-    out = out + jnp.where(time_major(valid), xs, 0.0)
+  """Runs one layer over ``xs [B, T, D]`` like ``dynamic_rnn``: see :func:`run_layers`."""
+  (out, final), = run_layers([p], [xs], lengths, keep_prob=keep_prob, keys=[key],
+                             initials=[initial], remat=remat, residual=residual)
   return out, final
 
 
-def _recurrence_scan(x_proj: Array, valid: Array, w_h: Array, c0: Array, h0: Array):
-  """Forward recurrence; also returns per-step residuals for the backward pass."""
+def run_layers(ps: Sequence[LayerParams], xss: Sequence[Array], lengths: Array | None, *,
+               keep_prob: float = 1.0, keys: Sequence[Array | None] | None = None,
+               initials: Sequence[tuple[Array, Array] | None] | None = None,
+               remat: bool = False, residual: bool = False
+               ) -> list[tuple[Array, tuple[Array, Array]]]:
+  """Runs independent layers of one shape side by side (e.g. an encoder's forward and
+  backward LSTMs), each over its own ``xs [B, T, D]``, in one recurrence.
+
+  Past an example's length the state is frozen and the output is zero. The input
+  projections ``x @ kernel[:D]`` are computed for all steps at once outside the scan, time
+  major (so their gradients need no transposes); the recurrence then multiplies only ``h``
+  by the recurrent kernels, one batched matmul for all layers per step. Without ``remat``
+  it has a hand-written backward pass (:func:`masked_recurrence`).
+  """
+  outs = _run_layers_time_major(ps, [time_major(xs) for xs in xss], lengths,
+                                keep_prob=keep_prob, keys=keys, initials=initials,
+                                remat=remat, residual=residual)
+  return [(time_major(out), final) for out, final in outs]
+
+
+def _run_layers_time_major(ps, xss, lengths, *, keep_prob, keys, initials, remat, residual):
+  """:func:`run_layers` on time-major ``xs [T, B, D]``; outputs are time major too."""
+  n = len(ps)
+  keys = [None] * n if keys is None else keys
+  initials = [None] * n if initials is None else initials
+  steps, batch, _ = xss[0].shape
+  inputs, x_proj, w_h, c0, h0 = [], [], [], [], []
+  for p, xs, key, initial in zip(ps, xss, keys, initials):
+    xs = input_dropout(xs, keep_prob, key)
+    if "proj_kernel" in p:
+      xs = affine(xs, p["proj_kernel"], p["proj_bias"])
+    depth = xs.shape[-1]
+    inputs.append(xs)
+    x_proj.append(affine(xs, p["kernel"][:depth], p["bias"]))
+    w_h.append(p["kernel"][depth:].astype(xs.dtype))
+    if initial is None:
+      initial = zero_state([p], batch, xs.dtype)[0]
+    c0.append(initial[0].astype(state_dtype(xs.dtype)))
+    h0.append(initial[1].astype(xs.dtype))
+  valid = step_mask(lengths, steps, batch)[..., None]                 # [T, B, 1]
+  recurrence = _remat_recurrence if remat else masked_recurrence
+  outs, c, h = recurrence(tuple(x_proj), valid, jnp.stack(w_h), jnp.stack(c0), jnp.stack(h0))
+  if residual:
+    outs = [out + jnp.where(valid, xs, 0.0) for out, xs in zip(outs, inputs)]
+  return [(out, (c[g], h[g])) for g, out in enumerate(outs)]
+
+
+def _gate_activations(gates: Array) -> tuple[Array, Array, Array, Array]:
+  """``sigmoid(i), tanh(j), sigmoid(f + forget bias), sigmoid(o)``."""
+  i, j, f, o = jnp.split(gates, 4, axis=-1)
+  return jax.nn.sigmoid(i), jnp.tanh(j), jax.nn.sigmoid(f + FORGET_BIAS), jax.nn.sigmoid(o)
+
+
+def _recurrence_step(xp: tuple[Array, ...], ok: Array, c: Array, h: Array, w_h: Array):
+  """One step of G layers: ``xp`` G gate inputs ``[B, 4H]``, state ``[G, B, H]``.
+
+  Returns the new (c, h), the G outputs and the activations ``[G, B, 4H]``."""
+  rec = jnp.einsum("gbh,ghk->gbk", h.astype(w_h.dtype), w_h)
+  gates = jnp.stack(xp) + rec
+  si, tj, sf, so = _gate_activations(gates)
+  c_new = sf * c + si * tj
+  h_new = (so * jnp.tanh(c_new)).astype(h.dtype)
+  c_out, h_out = jnp.where(ok, c_new, c), jnp.where(ok, h_new, h)
+  outs = tuple(jnp.where(ok, h_new[g], 0.0) for g in range(len(xp)))
+  return c_out, h_out, outs, (si, tj, sf, so)
+
+
+def _recurrence_scan(x_proj, valid, w_h, c0, h0, save_residuals: bool):
+  """Forward recurrence; with ``save_residuals`` also returns per step the previous cell
+  state and the gate activations (for the backward pass)."""
   def body(carry, inp):
     c, h = carry
     xp, ok = inp
-    i, j, f, o = jnp.split(xp + h_matmul(h, w_h), 4, axis=-1)
-    si, tj = jax.nn.sigmoid(i), jnp.tanh(j)
-    sf, so = jax.nn.sigmoid(f + FORGET_BIAS), jax.nn.sigmoid(o)
-    c_new = sf * c + si * tj
-    tc = jnp.tanh(c_new)
-    h_new = (so * tc).astype(h.dtype)
-    carry = (jnp.where(ok, c_new, c), jnp.where(ok, h_new, h))
-    return carry, (jnp.where(ok, h_new, 0.0), (c, h, si, tj, sf, so, tc))
-  (c, h), (out, res) = jax.lax.scan(body, (c0, h0), (x_proj, valid), unroll=RECURRENCE_UNROLL)
-  return out, c, h, res
+    c_new, h_new, outs, act = _recurrence_step(xp, ok, c, h, w_h)
+    res = (c, jnp.concatenate(act, -1)) if save_residuals else ()
+    return (c_new, h_new), (outs, res)
+  (c, h), (outs, res) = jax.lax.scan(body, (c0, h0), (x_proj, valid),
+                                     unroll=RECURRENCE_UNROLL)
+  return outs, c, h, res
+
+
+def _remat_recurrence(x_proj, valid, w_h, c0, h0):
+  """:func:`masked_recurrence` differentiated by autodiff, each step recomputed."""
+  def body(carry, inp):
+    c, h, outs, _ = _recurrence_step(*inp, *carry, w_h)
+    return (c, h), outs
+  (c, h), outs = scan(body, (c0, h0), (x_proj, valid), remat=True)
+  return outs, c, h
 
 
 @jax.custom_vjp
-def masked_recurrence(x_proj: Array, valid: Array, w_h: Array, c0: Array, h0: Array
-                      ) -> tuple[Array, Array, Array]:
-  """LSTMBlockCell recurrence over time-major gate inputs ``x_proj [T, B, 4H]``.
+def masked_recurrence(x_proj: tuple[Array, ...], valid: Array, w_h: Array, c0: Array,
+                      h0: Array) -> tuple[tuple[Array, ...], Array, Array]:
+  """LSTMBlockCell recurrences of G layers over time-major gate inputs (G arrays
+  ``[T, B, 4H]``) with recurrent kernels ``w_h [G, H, 4H]``.
 
-  Returns outputs ``[T, B, H]`` (zero where ``valid`` is False) and the final (c, h),
-  frozen past each example's length. ``h0`` has the dtype of ``x_proj`` and ``w_h``,
-  ``c0`` its :func:`state_dtype`.
+  Returns G outputs ``[T, B, H]`` (zero where ``valid [T, B, 1]`` is False) and the final
+  (c, h) ``[G, B, H]``, frozen past each example's length. ``h0`` has the dtype of
+  ``x_proj`` and ``w_h``, ``c0`` its :func:`state_dtype`.
   """
-  out, c, h, _ = _recurrence_scan(x_proj, valid, w_h, c0, h0)
-  return out, c, h
+  outs, c, h, _ = _recurrence_scan(x_proj, valid, w_h, c0, h0, False)
+  return outs, c, h
 
 
 def _recurrence_fwd(x_proj, valid, w_h, c0, h0):
-  out, c, h, res = _recurrence_scan(x_proj, valid, w_h, c0, h0)
-  return (out, c, h), (valid, w_h, res)
+  outs, c, h, res = _recurrence_scan(x_proj, valid, w_h, c0, h0, True)
+  return (outs, c, h), (valid, w_h, h0, outs, res)
 
 
 def _recurrence_bwd(saved, cotangents):
   """Reverse scan with the cotangents of c and h accumulated in the state dtype; each
-  returned cotangent has its primal's dtype."""
-  valid, w_h, res = saved
-  d_out, d_c, d_h = cotangents
+  returned cotangent has its primal's dtype.
+
+  Residuals are the previous cell state and the four gate activations per step; ``tanh(c)``
+  is recomputed, and the previous ``h`` of each valid step is the previous step's output
+  (or ``h0``), so it is not saved. The recurrent kernels' gradients are one matmul each
+  over all steps.
+  """
+  valid, w_h, h0, outs, (c_prev, act) = saved
+  d_outs, d_c, d_h = cotangents
   acc = state_dtype(w_h.dtype)
+  groups = len(outs)
 
   def body(carry, inp):
     dc, dh = carry
-    dout, ok, (c, _, si, tj, sf, so, tc) = inp
-    dh_new = jnp.where(ok, dout + dh, 0.0)
+    dout, ok, c, a = inp
+    si, tj, sf, so = jnp.split(a, 4, axis=-1)
+    tc = jnp.tanh(sf * c + si * tj)
+    dh_new = jnp.where(ok, jnp.stack(dout) + dh, 0.0)
     dc_new = jnp.where(ok, dc, 0.0) + dh_new * so * (1 - tc * tc)
     d_gates = jnp.concatenate([dc_new * tj * si * (1 - si), dc_new * si * (1 - tj * tj),
                                dc_new * c * sf * (1 - sf), dh_new * tc * so * (1 - so)], -1)
-    dh_prev = h_matmul(d_gates, w_h.T) + jnp.where(ok, 0.0, dh)
+    d_gates = d_gates.astype(w_h.dtype)
+    dh_prev = (jnp.einsum("gbk,ghk->gbh", d_gates, w_h, preferred_element_type=acc)
+               + jnp.where(ok, 0.0, dh))
     dc_prev = dc_new * sf + jnp.where(ok, 0.0, dc)
-    return (dc_prev, dh_prev), d_gates.astype(w_h.dtype)
+    return (dc_prev, dh_prev), tuple(d_gates[g] for g in range(groups))
 
   (dc0, dh0), d_gates = jax.lax.scan(body, (d_c.astype(acc), d_h.astype(acc)),
-                                     (d_out, valid, res), reverse=True,
+                                     (d_outs, valid, c_prev, act), reverse=True,
                                      unroll=RECURRENCE_UNROLL)
-  d_w_h = jnp.einsum("tbh,tbg->hg", res[1], d_gates, preferred_element_type=acc)
-  d_w_h = d_w_h.astype(w_h.dtype)
-  return d_gates, None, d_w_h, dc0.astype(res[0].dtype), dh0.astype(res[1].dtype)
+  d_w_h = jnp.stack([
+      jnp.einsum("tbh,tbk->hk", jnp.concatenate([h0[g][None], outs[g][:-1]]), d_gates[g],
+                 preferred_element_type=acc) for g in range(groups)])
+  return (d_gates, None, d_w_h.astype(w_h.dtype), dc0.astype(c_prev.dtype),
+          dh0.astype(h0.dtype))
 
 
 masked_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
-
-
-def h_matmul(h: Array, w_h: Array) -> Array:
-  return h.astype(w_h.dtype) @ w_h
 
 
 def reverse_valid(xs: Array, lengths: Array | None) -> Array:
@@ -291,12 +345,14 @@ def reverse_valid(xs: Array, lengths: Array | None) -> Array:
 def run_stack(layers: Sequence[LayerParams], xs: Array, lengths: Array | None, *,
               keep_prob: float = 1.0, key: Array | None = None, initial: State | None = None,
               remat: bool = False, residual: bool = False) -> tuple[Array, State]:
-  """Layer-by-layer run of a stack on a known input sequence (teacher forcing)."""
+  """Layer-by-layer run of a stack on a known input sequence (teacher forcing); the
+  sequence stays time major between layers."""
   keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
   finals = []
+  xs = time_major(xs)
   for l, (p, k) in enumerate(zip(layers, keys)):
     init = None if initial is None else initial[l]
-    xs, final = run_layer(p, xs, lengths, keep_prob=keep_prob, key=k, initial=init,
-                          remat=remat, residual=residual)
+    (xs, final), = _run_layers_time_major([p], [xs], lengths, keep_prob=keep_prob, keys=[k],
+                                          initials=[init], remat=remat, residual=residual)
     finals.append(final)
-  return xs, tuple(finals)
+  return time_major(xs), tuple(finals)
