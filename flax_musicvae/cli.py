@@ -39,6 +39,18 @@ def config_value(flag) -> ml_collections.ConfigDict | None:
     raise app.UsageError(f"--config: {str(root).strip().splitlines()[-1].strip()}") from e
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag (e.g. an unknown config key) as one error line."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
+    if len(message) > 1 and message[0] == message[-1] == "'":  # KeyError's repr quotes
+      message = message[1:-1]
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 @contextlib.contextmanager
 def user_errors(*errors: type[BaseException], exit_code: int = 2) -> Iterator[None]:
   """Turns ``errors`` (and ``UsageError``) into one ``error: ...`` line and ``exit_code``.

@@ -83,4 +83,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   jax.config.config_with_absl()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
