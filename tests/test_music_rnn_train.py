@@ -114,7 +114,7 @@ def test_drum_kit_rnn_trains_on_groove(tmp_path):
     pytest.skip("Groove MIDI Dataset not found")
   import note_seq  # pylint: disable=import-outside-toplevel
   from pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
-  files = sorted(GROOVE.glob("drummer1/session1/*.mid"))[:40]
+  files = sorted(GROOVE.glob("drummer1/session1/*beat*.mid"))[:40]
   sequences = []
   for f in files:
     ns = note_seq.midi_file_to_note_sequence(str(f))
@@ -124,10 +124,11 @@ def test_drum_kit_rnn_trains_on_groove(tmp_path):
   note_sequence_io.write_note_sequences(path, sequences)
   c = tiny(load_config("drum_kit_rnn"), sizes=(32, 32), batch=4, steps=60)
   c.data.path = str(path)
-  c.data.eval_fraction = 0.25
+  c.data.eval_fraction = 0.3
   c.train.eval_num_batches = 0
   result, metrics, eval_data = _train(c, tmp_path)
   import json  # pylint: disable=import-outside-toplevel
   train_losses = [json.loads(l)["loss"] for l in metrics if '"split": "train"' in l]
-  assert train_losses[-1] < 0.6 * float(np.log(c.model.output_depth))
-  assert np.isfinite(result["eval"]["loss"])
+  uniform = float(np.log(c.model.output_depth))   # 6.24 nats: the untrained loss
+  assert train_losses[-1] < 0.7 * uniform
+  assert result["eval"]["loss"] < 0.75 * uniform
