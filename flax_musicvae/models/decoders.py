@@ -135,13 +135,14 @@ class FlatDecoder:
 
   def teacher(self, z: Array, inputs: Array, aux: Array, lengths: Array | None,
               dropout_key: Array | None) -> tuple[Array, lstm.State]:
-    """Teacher-forced logits ``[B, T, proj]``; step input = concat(inputs[t], z, aux[t])."""
+    """Teacher-forced logits ``[B, T, proj]``; step input = concat(inputs[t], z, aux[t])
+    (z's share of the input projection is computed once per sequence when it can be)."""
     s = self.settings
-    zs = jnp.broadcast_to(z[:, None], (z.shape[0], inputs.shape[1], z.shape[-1]))
-    xs = jnp.concatenate([inputs, zs, aux], -1)
+    xs = jnp.concatenate([inputs, aux], -1)
     out, final = lstm.run_stack(self.params["layers"], xs, lengths, keep_prob=s.keep_prob,
                                 key=dropout_key, initial=self.initial_state(z),
-                                remat=s.remat, residual=s.residual)
+                                remat=s.remat, residual=s.residual,
+                                constant=(z, inputs.shape[-1]))
     return self.project(out), final
 
   def stepwise(self, z: Array, inputs: Array, aux: Array, select: Array, start: Array,

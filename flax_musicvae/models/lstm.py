@@ -201,21 +201,42 @@ def run_layers(ps: Sequence[LayerParams], xss: Sequence[Array], lengths: Array |
   return [(time_major(out), final) for out, final in outs]
 
 
-def _run_layers_time_major(ps, xss, lengths, *, keep_prob, keys, initials, remat, residual):
-  """:func:`run_layers` on time-major ``xs [T, B, D]``; outputs are time major too."""
+def _run_layers_time_major(ps, xss, lengths, *, keep_prob, keys, initials, remat, residual,
+                           constants=None):
+  """:func:`run_layers` on time-major ``xs [T, B, D]``; outputs are time major too.
+
+  ``constants[g]``, if given, is ``(a, row)``: a per-sequence input ``a [B, C]`` that layer g
+  reads at every step, at input rows ``[row, row + C)`` of its kernel (as if concatenated
+  into ``xs`` there). Without dropout or an input projection, its product with the kernel
+  is computed once per sequence instead of once per step.
+  """
   n = len(ps)
   keys = [None] * n if keys is None else keys
   initials = [None] * n if initials is None else initials
+  constants = [None] * n if constants is None else constants
   steps, batch, _ = xss[0].shape
   inputs, x_proj, w_h, c0, h0 = [], [], [], [], []
-  for p, xs, key, initial in zip(ps, xss, keys, initials):
+  for p, xs, key, initial, const in zip(ps, xss, keys, initials, constants):
+    if const is not None and ("proj_kernel" in p or (key is not None and keep_prob < 1.0)):
+      a, row = const
+      a = jnp.broadcast_to(a.astype(xs.dtype), (steps,) + a.shape)
+      xs, const = jnp.concatenate([xs[..., :row], a, xs[..., row:]], -1), None
     xs = input_dropout(xs, keep_prob, key)
     if "proj_kernel" in p:
       xs = affine(xs, p["proj_kernel"], p["proj_bias"])
     depth = xs.shape[-1]
     inputs.append(xs)
-    x_proj.append(affine(xs, p["kernel"][:depth], p["bias"]))
-    w_h.append(p["kernel"][depth:].astype(xs.dtype))
+    kernel = p["kernel"]
+    if const is None:
+      x_proj.append(affine(xs, kernel[:depth], p["bias"]))
+    else:
+      a, row = const
+      end = row + a.shape[-1]
+      per_sequence = affine(a.astype(state_dtype(xs.dtype)), kernel[row:end], p["bias"])
+      x_proj.append(affine(xs, jnp.concatenate([kernel[:row], kernel[end:depth + end - row]]),
+                           per_sequence[None]))
+      depth += end - row
+    w_h.append(kernel[depth:].astype(xs.dtype))
     if initial is None:
       initial = zero_state([p], batch, xs.dtype)[0]
     c0.append(initial[0].astype(state_dtype(xs.dtype)))
@@ -344,15 +365,18 @@ def reverse_valid(xs: Array, lengths: Array | None) -> Array:
 
 def run_stack(layers: Sequence[LayerParams], xs: Array, lengths: Array | None, *,
               keep_prob: float = 1.0, key: Array | None = None, initial: State | None = None,
-              remat: bool = False, residual: bool = False) -> tuple[Array, State]:
+              remat: bool = False, residual: bool = False,
+              constant: tuple[Array, int] | None = None) -> tuple[Array, State]:
   """Layer-by-layer run of a stack on a known input sequence (teacher forcing); the
-  sequence stays time major between layers."""
+  sequence stays time major between layers. ``constant``: a per-sequence input of the
+  first layer (see :func:`_run_layers_time_major`)."""
   keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
   finals = []
   xs = time_major(xs)
   for l, (p, k) in enumerate(zip(layers, keys)):
     init = None if initial is None else initial[l]
     (xs, final), = _run_layers_time_major([p], [xs], lengths, keep_prob=keep_prob, keys=[k],
-                                          initials=[init], remat=remat, residual=residual)
+                                          initials=[init], remat=remat, residual=residual,
+                                          constants=[constant if l == 0 else None])
     finals.append(final)
   return time_major(xs), tuple(finals)
