@@ -14,7 +14,7 @@ without bf16 matmul units gain nothing from it. On a GPU, e.g.
 ``--config hierdec_mel_16bar --batch_size 512 --compute_dtype bfloat16``.
 
   python bench/bench_train.py [--config groove_4bar] [--batch_size 64] [--steps 30]
-      [--compute_dtype float32] [--data_path PATH]
+      [--compute_dtype float32] [--data_path PATH | --synthetic]
       [--output bench/results/train_<config>_<backend>.json]
 """
 
@@ -29,9 +29,11 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flax_musicvae import flops
 from flax_musicvae import input_pipeline
+from flax_musicvae import optim
 from flax_musicvae import train
 from flax_musicvae.models import vae
 
@@ -58,6 +60,20 @@ def forward_flops_per_example(config) -> int:
   return flops.matmul_flops(lambda p, b: forward(p, b, keys["dropout"]), params, batch)
 
 
+def synthetic_data(config, examples: int = 4096) -> dict:
+  """Random windows with the model's shapes: one-hot rows (categorical) or 0/1 hits."""
+  rng = np.random.default_rng(0)
+  shapes = jax.tree.map(lambda x: x.shape[1:], vae.dummy_batch(vae.ModelSpec.from_config(
+      config.model), 1))
+  t, depth = shapes["outputs"]
+  outputs = (rng.random((examples, t, depth)) < 0.1).astype(np.float32)
+  return {"inputs": outputs if shapes["inputs"] == shapes["outputs"] else
+          rng.random((examples,) + shapes["inputs"]).astype(np.float32),
+          "outputs": outputs,
+          "controls": np.zeros((examples,) + shapes["controls"], np.float32),
+          "lengths": np.full((examples,), t, np.int32)}
+
+
 def peak_flops(dtype, n: int = 2048, repeats: int = 10) -> float:
   """Best matmul FLOP/s of ``jnp.dot`` on [n, n] x [n, n] in ``dtype``."""
   a = jnp.ones((n, n), dtype)
@@ -72,13 +88,13 @@ def peak_flops(dtype, n: int = 2048, repeats: int = 10) -> float:
 
 
 def time_training(config, train_data, steps: int, warmup: int) -> dict:
-  workdir = pathlib.Path("/tmp/bench_train_unused")
-  setup = train._setup(config, workdir, train_data)  # pylint: disable=protected-access
-  setup.manager.close()
-  step_fn = train.make_train_step(config, setup.model, setup.tx, setup.mesh)
-  _, batch_sharding = train._shardings(setup.mesh)  # pylint: disable=protected-access
+  mesh = train.create_mesh()
+  model = vae.build_model(config)
+  tx = optim.create_optimizer(config.train)
+  state = train.init_train_state(config, model, tx, train_data, mesh)
+  step_fn = train.make_train_step(config, model, tx, mesh)
+  _, batch_sharding = train._shardings(mesh)  # pylint: disable=protected-access
   batches = input_pipeline.train_batches(train_data, config.train.batch_size, 0)
-  state = setup.state
   with input_pipeline.Prefetcher(
       batches, lambda b: input_pipeline.shard_batch(b, batch_sharding)) as prefetched:
     start = time.perf_counter()
@@ -103,6 +119,9 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--compute_dtype", default="float32")
   parser.add_argument("--output", default=None)
+  parser.add_argument("--synthetic", action="store_true",
+                      help="random one-hot/0-1 windows of the model's shapes instead of the "
+                           "dataset (throughput only; e.g. on an accelerator machine without it)")
   parser.add_argument("--data_path", default=None,
                       help="config.data.path (e.g. the folk NoteSequence TFRecord for melody "
                            "configs); default: the config's")
@@ -113,7 +132,8 @@ def main() -> None:
   config.train.compute_dtype = args.compute_dtype
   if args.data_path:
     config.data.path = args.data_path
-  train_data = input_pipeline.load_split(config, "train")
+  train_data = (synthetic_data(config) if args.synthetic
+                else input_pipeline.load_split(config, "train"))
   timing = time_training(config, train_data, args.steps, args.warmup)
   steps_per_second = timing["timed_steps"] / timing["seconds"]
   examples_per_second = steps_per_second * args.batch_size
