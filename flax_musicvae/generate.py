@@ -1,6 +1,7 @@
 r"""Generates music with a trained MusicVAE / GrooVAE (Magenta's music_vae_generate).
 
   python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=sample --num_outputs=3
+  python -m flax_musicvae.generate --model=groove_4bar --mode=sample   (a shipped model)
   python -m flax_musicvae.generate --config=configs/groove_4bar.py \
       --checkpoint_file=groovae_4bar.tar --mode=sample
   python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=interpolate \
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   source = p.add_mutually_exclusive_group(required=True)
   source.add_argument("--workdir", help="training run directory (config.json + checkpoints/)")
+  source.add_argument("--model", help="a shipped model by name (python -m "
+                                      "flax_musicvae.pretrained); instead of --workdir")
   source.add_argument("--checkpoint_file",
                       help="an original Magenta checkpoint (prefix, directory or .tar); "
                            "needs --config")
@@ -276,6 +279,9 @@ def run(args) -> None:
   if args.temperature is None:
     args.temperature = 1.0 if args.mode == "continue" else 0.5
   if args.mode == "continue":
+    if args.model:
+      raise UsageError("--model selects a shipped MusicVAE model; --mode=continue takes a "
+                       "MusicRNN --bundle_file, --workdir or --checkpoint_file")
     from flax_musicvae.music_rnn import cli as rnn_cli  # pylint: disable=g-import-not-at-top
     try:
       rnn_cli.continue_mode(args, Writer)
@@ -286,6 +292,8 @@ def run(args) -> None:
     raise UsageError("--bundle_file (a MusicRNN .mag) only works with --mode=continue")
   if args.workdir:
     model = inference.MusicVAEModel.from_workdir(args.workdir)
+  elif args.model:
+    model = inference.MusicVAEModel.from_pretrained(args.model)
   elif not args.config:
     raise UsageError("--checkpoint_file needs --config (the Magenta config it was trained with)")
   else:

@@ -1,7 +1,8 @@
 """Inference API for trained MusicVAE / GrooVAE models (Magenta's ``TrainedModel``).
 
 ``MusicVAEModel.from_workdir(workdir)`` loads the config and latest parameters of a
-training run; ``from_checkpoint(config, params)`` wraps parameters from anywhere (e.g.
+training run; ``from_pretrained(name)`` a shipped model (:mod:`flax_musicvae.pretrained`);
+``from_checkpoint(config, params)`` wraps parameters from anywhere (e.g.
 an imported Magenta checkpoint). Every method is jitted and deterministic: the same
 ``seed`` gives the same output bit for bit. Batches are padded to a power of two (at
 most ``max_batch_size``) so a handful of shapes is ever compiled.
@@ -26,6 +27,7 @@ import numpy as np
 
 from flax_musicvae import config_lib
 from flax_musicvae import models
+from flax_musicvae import pretrained
 from flax_musicvae import workdir as workdir_lib
 
 CACHE_DIR = pathlib.Path(os.environ.get("FLAX_MUSICVAE_CACHE",
@@ -300,6 +302,12 @@ class MusicVAEModel:
   def from_workdir(cls, workdir: PathLike, **kwargs) -> "MusicVAEModel":
     config = load_config(workdir)
     return cls(config, load_workdir_params(workdir, config), **kwargs)
+
+  @classmethod
+  def from_pretrained(cls, name: str, folder: PathLike | None = None, **kwargs
+                      ) -> "MusicVAEModel":
+    """Shipped model ``name`` (float16 weights as float32) from ``folder`` or the registry."""
+    return cls(*pretrained.load(name, folder), **kwargs)
 
   @classmethod
   def from_checkpoint(cls, config, params, **kwargs) -> "MusicVAEModel":

@@ -32,7 +32,6 @@ from etils import epath
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from flax_musicvae.checkpoints import crc32c
 
@@ -222,6 +221,7 @@ def non_finite(tree: Any) -> list[str]:
 
 def abstract(tree: Any) -> Any:
   """Shapes, dtypes and shardings of ``tree`` (a restore target)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
@@ -253,6 +253,7 @@ class Checkpoints:
 
   def __init__(self, directory: PathLike, *, writer: bool = False,
                max_to_keep: int | None = None):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     self.directory = path(directory)
     self._writer = writer
     if writer:
@@ -287,6 +288,7 @@ class Checkpoints:
     Refuses non-finite values; a failed save leaves nothing behind and raises
     ``SaveError`` (naming a full disk as such).
     """
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     if checkpoint.step in self._manager.all_steps():
       return False
     items = {"params": checkpoint.params}
@@ -312,6 +314,7 @@ class Checkpoints:
 
   def digests(self, step: int) -> dict[str, str] | None:
     """The checksums saved with ``step`` (None for checkpoints written without them)."""
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     if not (self.directory / str(step) / "digest").exists():
       return None
     return self._manager.restore(step, args=ocp.args.Composite(
@@ -319,6 +322,7 @@ class Checkpoints:
 
   def read(self, step: int, template: Checkpoint, params_only: bool = False) -> Checkpoint:
     """Checkpoint ``step`` shaped like ``template``, verified; ``CorruptCheckpointError``."""
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     items = {"params": template.params}
     if (not params_only and template.opt_state is not None
         and (self.directory / str(step) / "train").exists()):
@@ -382,12 +386,14 @@ def checkpoints_of(source: PathLike) -> tuple[epath.Path, int | None]:
   return source, None
 
 
-def _flatten(params: Any) -> dict[str, np.ndarray]:
+def flatten_params(params: Any) -> dict[str, np.ndarray]:
+  """``{"a/b/kernel": array}``: the .npz layout of params (cache, shipped models)."""
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
 
 
-def _unflatten(flat: dict[str, np.ndarray]) -> Any:
+def unflatten_params(flat: dict[str, np.ndarray]) -> Any:
+  """The params tree of :func:`flatten_params`'s dict."""
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
 
@@ -414,7 +420,7 @@ def load_params(source: PathLike, params_template: Any, cache_dir: PathLike | No
     cache = path(cache_dir) / f"{sums['params']}.npz" if sums else None
     if cache is not None and cache.exists():
       with cache.open("rb") as f, np.load(f) as npz:
-        return _unflatten({k: npz[k] for k in npz.files}), steps[-1]
+        return unflatten_params({k: npz[k] for k in npz.files}), steps[-1]
     template = Checkpoint(0, params_template)
     if step is None:
       restored = ckpts.restore(template, params_only=True)
@@ -426,7 +432,7 @@ def load_params(source: PathLike, params_template: Any, cache_dir: PathLike | No
   if cache is not None and restored.step == steps[-1]:
     cache.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    np.savez(buffer, **_flatten(restored.params))
+    np.savez(buffer, **flatten_params(restored.params))
     _replace(cache, buffer.getvalue())
   return restored.params, restored.step
 
@@ -544,6 +550,14 @@ class EventFileWriter:
 
   def close(self) -> None:
     self._file.close()
+
+
+def read_metrics(workdir: PathLike) -> list[dict[str, Any]]:
+  """The rows of the run's ``metrics.jsonl`` (``split``, ``step``, metrics), in write order."""
+  file = path(workdir) / METRICS_FILE
+  if not file.exists():
+    return []
+  return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
 
 class MetricWriter:

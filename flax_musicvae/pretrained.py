@@ -1,0 +1,213 @@
+r"""Shipped models: float16 weights, the run's config and a model card, one folder each.
+
+  python -m flax_musicvae.pretrained --workdir=/tmp/groove_4bar --name=groove_4bar
+  python -m flax_musicvae.generate --model=groove_4bar --mode=sample
+
+A model is ``<root>/<name>/`` holding ``weights.npz`` (float16, one array per flat
+parameter path such as ``encoder/.../kernel``), ``config.json`` (the run's, as
+:mod:`flax_musicvae.workdir` stores it) and ``MODEL_CARD.md``. ``<root>`` is the package's
+``pretrained/`` folder, or ``$FLAX_MUSICVAE_PRETRAINED`` when set. Loading reads only these
+files (no orbax, no TensorFlow).
+
+The command packages the newest usable checkpoint of a finished run into
+``--output_dir`` (default: ``<root>``). Weights that are not finite in float16 are refused.
+User errors are one ``error: ...`` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import re
+from typing import Any, Sequence
+
+import ml_collections
+import numpy as np
+
+from flax_musicvae import workdir as workdir_lib
+
+ROOT_ENV = "FLAX_MUSICVAE_PRETRAINED"
+WEIGHTS_FILE = "weights.npz"
+CARD_FILE = "MODEL_CARD.md"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+GROOVE_ATTRIBUTION = (
+    "The Groove MIDI Dataset is by Jon Gillick, Adam Roberts, Jesse Engel, Douglas Eck and "
+    "David Bamman, \"Learning to Groove with Inverse Sequence Transformations\", ICML 2019, "
+    "licensed CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/).")
+
+CARD_TEMPLATE = """\
+# {name}
+
+`{config_name}` ({params:,} parameters, shipped as float16), packaged {date} from step
+{step:,} of the run `{workdir}`.
+
+    python -m flax_musicvae.generate --model={name} --mode=sample --num_outputs=3
+
+## Data and split
+
+- dataset `{dataset}` at `{data_path}` (converter `{converter}`)
+- trained on split `train`, evaluated on split `validation`{split_note}; the test split
+  was not used
+- {attribution}
+
+## Training
+
+- steps: {step:,} at batch size {batch_size} (learning rate {learning_rate}, seed {seed})
+- training wall time: {wall_time} (sum over logged intervals, excluding evaluation and
+  checkpointing, from `metrics.jsonl`)
+
+## Metrics
+
+{metrics}
+
+The full config is `config.json` beside this card.
+"""
+
+
+class UnknownModelError(FileNotFoundError):
+  """No shipped model of that name; the message lists the available ones."""
+
+
+class PackageError(ValueError):
+  """A run that cannot be shipped as asked; the message says why."""
+
+
+def root() -> pathlib.Path:
+  """The folder the registry reads: ``$FLAX_MUSICVAE_PRETRAINED`` or the package's own."""
+  env = os.environ.get(ROOT_ENV)
+  return pathlib.Path(env).expanduser() if env else pathlib.Path(__file__).with_suffix("")
+
+
+def available(folder: str | os.PathLike | None = None) -> list[str]:
+  """Names of the models under ``folder`` (default :func:`root`), sorted."""
+  folder = pathlib.Path(folder) if folder is not None else root()
+  if not folder.is_dir():
+    return []
+  return sorted(p.name for p in folder.iterdir()
+                if (p / WEIGHTS_FILE).is_file() and (p / workdir_lib.CONFIG_FILE).is_file())
+
+
+def model_dir(name: str, folder: str | os.PathLike | None = None) -> pathlib.Path:
+  """The folder of model ``name``; ``UnknownModelError`` naming the available ones."""
+  folder = pathlib.Path(folder) if folder is not None else root()
+  names = available(folder)
+  if name in names:
+    return folder / name
+  if not names:
+    raise UnknownModelError(
+        f"unknown model {name!r}: no trained model ships yet ({folder} holds none); train "
+        "one (python -m flax_musicvae.main) and pass --workdir")
+  raise UnknownModelError(f"unknown model {name!r}: available models are {', '.join(names)}")
+
+
+def load(name: str, folder: str | os.PathLike | None = None
+         ) -> tuple[ml_collections.ConfigDict, Any]:
+  """(config, float32 params) of shipped model ``name``."""
+  directory = model_dir(name, folder)
+  config = workdir_lib.load_config(directory)
+  with np.load(directory / WEIGHTS_FILE) as npz:
+    params = workdir_lib.unflatten_params({k: npz[k].astype(np.float32) for k in npz.files})
+  return config, params
+
+
+def float16_weights(params: Any) -> dict[str, np.ndarray]:
+  """Flat float16 weights of ``params``; ``PackageError`` if any is not finite in float16."""
+  with np.errstate(over="ignore"):
+    flat = {k: np.asarray(v).astype(np.float16)
+            for k, v in workdir_lib.flatten_params(params).items()}
+  bad = [k for k, v in flat.items() if not np.isfinite(v).all()]
+  if bad:
+    raise PackageError(f"non-finite weights in float16 (NaN/inf, or |w| > 65504): "
+                       f"{', '.join(bad[:5])}")
+  return flat
+
+
+def _wall_time(train_rows: list[dict[str, Any]]) -> str:
+  seconds, previous = 0.0, 0
+  for row in train_rows:
+    if row.get("steps_per_second"):
+      seconds += (row["step"] - previous) / row["steps_per_second"]
+    previous = row["step"]
+  return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def _metrics_table(rows: list[dict[str, Any]]) -> str:
+  last = {}
+  for row in rows:
+    last[row["split"]] = row
+  if not last:
+    return "No metrics were recorded for this run."
+  lines = ["| split | step | metric | value |", "|---|---|---|---|"]
+  for split, row in sorted(last.items()):
+    lines += [f"| {split} | {row['step']:,} | {k} | {v:.6g} |" for k, v in row.items()
+              if k not in ("split", "step") and isinstance(v, (int, float))]
+  return "\n".join(lines)
+
+
+def model_card(name: str, workdir: str | os.PathLike, config: ml_collections.ConfigDict,
+               step: int, weights: dict[str, np.ndarray]) -> str:
+  """``MODEL_CARD.md``: the run's data, split, steps, batch, wall time and last metrics."""
+  rows = [r for r in workdir_lib.read_metrics(workdir) if r["step"] <= step]
+  data = config.data
+  groove = data.dataset.startswith("groove") or data.converter == "groove"
+  return CARD_TEMPLATE.format(
+      name=name, config_name=config.get("name", ""), params=sum(w.size for w in weights.values()),
+      date=datetime.date.today().isoformat(), step=step, workdir=workdir,
+      dataset=data.dataset, data_path=data.path, converter=data.converter,
+      split_note=("" if groove else f" (a hash split, eval_fraction {data.eval_fraction})"),
+      attribution=GROOVE_ATTRIBUTION if groove else "data licence: see the dataset's own terms",
+      batch_size=config.train.batch_size, learning_rate=config.train.learning_rate,
+      seed=config.train.seed, wall_time=_wall_time([r for r in rows if r["split"] == "train"]),
+      metrics=_metrics_table(rows))
+
+
+def package(workdir: str | os.PathLike, name: str, output_dir: str | os.PathLike | None = None,
+            overwrite: bool = False) -> pathlib.Path:
+  """Writes the newest usable checkpoint of run ``workdir`` as model ``name``; its folder."""
+  if not _NAME.fullmatch(name):
+    raise PackageError(f"--name={name!r}: use letters, digits, '_', '-' and '.'")
+  out = pathlib.Path(output_dir or root()) / name
+  if out.exists() and not overwrite:
+    raise FileExistsError(f"{out} already exists: pass --overwrite to replace it")
+  config, params, step = workdir_lib.load(workdir)
+  try:
+    weights = float16_weights(params)
+  except PackageError as e:
+    raise PackageError(f"{workdir} step {step}: {e}") from e
+  out.mkdir(parents=True, exist_ok=True)
+  np.savez(out / WEIGHTS_FILE, **weights)
+  workdir_lib.write_config(out, config)
+  (out / CARD_FILE).write_text(model_card(name, workdir, config, step, weights))
+  return out
+
+
+def main(argv: Sequence[str]) -> None:
+  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from flax_musicvae import cli  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.quiet_logs()
+  args = flags.FLAGS
+  with cli.user_errors(PackageError, workdir_lib.WorkdirError, FileNotFoundError,
+                       FileExistsError):
+    out = package(args.workdir, args.name, args.output_dir, args.overwrite)
+    print(f"wrote {out} ({', '.join(sorted(p.name for p in out.iterdir()))})")
+
+
+def _cli() -> None:
+  """Defines the command's flags (here, not at import: generate imports this module) and runs."""
+  from flax_musicvae import cli  # pylint: disable=g-import-not-at-top
+  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+  flags.DEFINE_string("workdir", None, "Finished training run to package.", required=True)
+  flags.DEFINE_string("name", None, "Model name (its folder, and generate's --model).",
+                      required=True)
+  flags.DEFINE_string("output_dir", None, f"Registry folder to write into (default: ${ROOT_ENV} "
+                      "or the package's pretrained/).")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing model of that name.")
+  app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+  _cli()
