@@ -151,7 +151,7 @@ def model_card(name: str, workdir: str | os.PathLike, config: ml_collections.Con
   """``MODEL_CARD.md``: the run's data, split, steps, batch, wall time and last metrics."""
   rows = [r for r in workdir_lib.read_metrics(workdir) if r["step"] <= step]
   data = config.data
-  groove = data.dataset.startswith("groove") or data.converter == "groove"
+  groove = "groove" in (data.dataset, data.converter)
   return CARD_TEMPLATE.format(
       name=name, config_name=config.get("name", ""), params=sum(w.size for w in weights.values()),
       date=datetime.date.today().isoformat(), step=step, workdir=workdir,
