@@ -271,12 +271,12 @@ def _recurrence_step(xp: tuple[Array, ...], ok: Array, c: Array, h: Array, w_h: 
 
 def _recurrence_scan(x_proj, valid, w_h, c0, h0, save_residuals: bool):
   """Forward recurrence; with ``save_residuals`` also returns per step the previous cell
-  state and the gate activations (for the backward pass)."""
+  state, the gate activations and tanh of the new cell state (for the backward pass)."""
   def body(carry, inp):
     c, h = carry
     xp, ok = inp
     c_new, h_new, outs, act = _recurrence_step(xp, ok, c, h, w_h)
-    res = (c, jnp.concatenate(act, -1)) if save_residuals else ()
+    res = (c, act, jnp.tanh(jnp.where(ok, c_new, c))) if save_residuals else ()
     return (c_new, h_new), (outs, res)
   (c, h), (outs, res) = jax.lax.scan(body, (c0, h0), (x_proj, valid),
                                      unroll=RECURRENCE_UNROLL)
@@ -315,21 +315,19 @@ def _recurrence_bwd(saved, cotangents):
   """Reverse scan with the cotangents of c and h accumulated in the state dtype; each
   returned cotangent has its primal's dtype.
 
-  Residuals are the previous cell state and the four gate activations per step; ``tanh(c)``
-  is recomputed, and the previous ``h`` of each valid step is the previous step's output
+  Residuals are the previous cell state, the four gate activations and ``tanh`` of the new
+  cell state per step; the previous ``h`` of each valid step is the previous step's output
   (or ``h0``), so it is not saved. The recurrent kernels' gradients are one matmul each
   over all steps.
   """
-  valid, w_h, h0, outs, (c_prev, act) = saved
+  valid, w_h, h0, outs, (c_prev, act, tanh_c) = saved
   d_outs, d_c, d_h = cotangents
   acc = state_dtype(w_h.dtype)
   groups = len(outs)
 
   def body(carry, inp):
     dc, dh = carry
-    dout, ok, c, a = inp
-    si, tj, sf, so = jnp.split(a, 4, axis=-1)
-    tc = jnp.tanh(sf * c + si * tj)
+    dout, ok, c, (si, tj, sf, so), tc = inp
     dh_new = jnp.where(ok, jnp.stack(dout) + dh, 0.0)
     dc_new = jnp.where(ok, dc, 0.0) + dh_new * so * (1 - tc * tc)
     d_gates = jnp.concatenate([dc_new * tj * si * (1 - si), dc_new * si * (1 - tj * tj),
@@ -341,7 +339,7 @@ def _recurrence_bwd(saved, cotangents):
     return (dc_prev, dh_prev), tuple(d_gates[g] for g in range(groups))
 
   (dc0, dh0), d_gates = jax.lax.scan(body, (d_c.astype(acc), d_h.astype(acc)),
-                                     (d_outs, valid, c_prev, act), reverse=True,
+                                     (d_outs, valid, c_prev, act, tanh_c), reverse=True,
                                      unroll=RECURRENCE_UNROLL)
   d_w_h = jnp.stack([
       jnp.einsum("tbh,tbk->hk", jnp.concatenate([h0[g][None], outs[g][:-1]]), d_gates[g],

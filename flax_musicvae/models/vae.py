@@ -242,20 +242,8 @@ class MusicVAE(nn.Module):
       first = (jnp.arange(steps) % sp.segment_length) == 0
       select = select & ~first[None, :]
       temperature = None if sp.head.kind == "nade" else 1.0
-      if dkey is None and sp.head.kind != "groove":
-        # Discrete samples and no dropout: once the samples are drawn, the decoder's inputs
-        # are fixed, so the teacher-forced pass over them gives the same logits, with
-        # layer-wise scans and their hand-written backward pass instead of autodiff
-        # through the step-wise loop (samples carry no gradient either way).
-        samples = jax.lax.stop_gradient(dec.stepwise(
-            jax.lax.stop_gradient(z), x_input, controls, select, x_input[:, 0],
-            self.make_rng("sample"), None, temperature)["samples"])
-        fed = jnp.where(select[..., None],
-                        jnp.concatenate([x_input[:, :1], samples[:, :-1]], 1), x_input)
-        logits, _ = dec.teacher(z, fed, controls, lengths, None)
-      else:
-        logits = dec.stepwise(z, x_input, controls, select, x_input[:, 0],
-                              self.make_rng("sample"), dkey, temperature)["logits"]
+      logits = dec.stepwise(z, x_input, controls, select, x_input[:, 0],
+                            self.make_rng("sample"), dkey, temperature)["logits"]
     mask = (jnp.arange(steps)[None, :] < lengths[:, None]).astype(jnp.float32)
     step_loss, step_metrics = losses.step_losses(dec.head, nade_params(dec), logits, x_target)
     return {"mu": mu, "sigma": sigma, "z": z, "kl": kl, "logits": logits, "mask": mask,
