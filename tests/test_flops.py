@@ -35,7 +35,8 @@ def flat_forward_flops(m):
   total = 2 * lstm_flops(m.input_depth + m.control_depth, (enc,), t)   # both directions
   total += 2 * 2 * (2 * enc) * m.z_size                                # mu, sigma
   total += 2 * m.z_size * sum(2 * h for h in dec)                      # z -> initial state
-  total += lstm_flops(m.output_depth + m.z_size + m.control_depth, dec, t)
+  total += lstm_flops(m.output_depth + m.control_depth, dec, t)           # per-step inputs
+  total += 2 * m.z_size * 4 * dec[0]     # z's share of layer 0, once per sequence (no dropout)
   return total + 2 * dec[-1] * m.output_depth * t                      # output projection
 
 
