@@ -116,11 +116,12 @@ def affine(x: Array, kernel: Array, bias: Array) -> Array:
   return y.astype(x.dtype)
 
 
-def _gates_to_state(gates: Array, c: Array) -> tuple[Array, Array]:
-  """New ``(c, h)``: c in the (wider) dtype of ``c``, h in the dtype of ``gates``."""
+def _gates_to_state(gates: Array, c: Array) -> tuple[Array, Array, tuple[Array, ...]]:
+  """New ``(c, h)`` and the gate activations: c in the (wider) dtype of ``c``, h in the
+  dtype of ``gates``."""
   si, tj, sf, so = _gate_activations(gates)
   c = sf * c + si * tj
-  return c, (so * jnp.tanh(c)).astype(gates.dtype)
+  return c, (so * jnp.tanh(c)).astype(gates.dtype), (si, tj, sf, so)
 
 
 def input_dropout(x: Array, keep_prob: float, key: Array | None) -> Array:
@@ -137,8 +138,8 @@ def layer_step(p: LayerParams, carry: tuple[Array, Array], x: Array, residual: b
   if "proj_kernel" in p:
     x = affine(x, p["proj_kernel"], p["proj_bias"])
   c, h = carry
-  c, h = _gates_to_state(affine(jnp.concatenate([x, h.astype(x.dtype)], -1), p["kernel"],
-                                p["bias"]), c)
+  c, h, _ = _gates_to_state(affine(jnp.concatenate([x, h.astype(x.dtype)], -1), p["kernel"],
+                                   p["bias"]), c)
   return (c, h), (h + x if residual else h)
 
 
@@ -260,13 +261,10 @@ def _recurrence_step(xp: tuple[Array, ...], ok: Array, c: Array, h: Array, w_h: 
 
   Returns the new (c, h), the G outputs and the activations ``[G, B, 4H]``."""
   rec = jnp.einsum("gbh,ghk->gbk", h.astype(w_h.dtype), w_h)
-  gates = jnp.stack(xp) + rec
-  si, tj, sf, so = _gate_activations(gates)
-  c_new = sf * c + si * tj
-  h_new = (so * jnp.tanh(c_new)).astype(h.dtype)
+  c_new, h_new, act = _gates_to_state(jnp.stack(xp) + rec, c)
   c_out, h_out = jnp.where(ok, c_new, c), jnp.where(ok, h_new, h)
   outs = tuple(jnp.where(ok, h_new[g], 0.0) for g in range(len(xp)))
-  return c_out, h_out, outs, (si, tj, sf, so)
+  return c_out, h_out, outs, act
 
 
 def _recurrence_scan(x_proj, valid, w_h, c0, h0, save_residuals: bool):
