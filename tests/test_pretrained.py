@@ -16,6 +16,7 @@ from flax_musicvae import inference
 from flax_musicvae import pretrained
 from flax_musicvae import train
 from flax_musicvae import workdir as workdir_lib
+from test_generate_cli import run as run_generate
 from test_train import EVAL, TRAIN, tiny_config
 
 
@@ -46,15 +47,6 @@ def registry(run_dir, tmp_path_factory):
 def caches(tmp_path, monkeypatch):
   monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
   monkeypatch.setattr(inference, "enable_compilation_cache", lambda: None)
-
-
-def run_generate(capsys, *argv):
-  try:
-    code = generate.main(list(argv))
-  except SystemExit as e:
-    code = e.code
-  captured = capsys.readouterr()
-  return code, captured.out, captured.err
 
 
 def test_float16_round_trip_is_exact(run_dir, registry):
