@@ -5,7 +5,8 @@ r"""Shipped models: float16 weights, the run's config and a model card, one fold
 
 A model is ``<root>/<name>/`` holding ``weights.npz`` (float16, one array per flat
 parameter path such as ``encoder/.../kernel``), ``config.json`` (the run's, as
-:mod:`flax_musicvae.workdir` stores it) and ``MODEL_CARD.md``. ``<root>`` is the package's
+:mod:`flax_musicvae.workdir` stores it), ``training.json`` (step, batch size, wall time)
+and ``MODEL_CARD.md``. ``<root>`` is the package's
 ``pretrained/`` folder, or ``$FLAX_MUSICVAE_PRETRAINED`` when set. Loading reads only these
 files (no orbax, no TensorFlow).
 
@@ -17,6 +18,7 @@ User errors are one ``error: ...`` line and exit code 2.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import pathlib
 import re
@@ -30,6 +32,7 @@ from flax_musicvae import workdir as workdir_lib
 ROOT_ENV = "FLAX_MUSICVAE_PRETRAINED"
 WEIGHTS_FILE = "weights.npz"
 CARD_FILE = "MODEL_CARD.md"
+TRAINING_FILE = "training.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 GROOVE_ATTRIBUTION = (
@@ -124,13 +127,13 @@ def float16_weights(params: Any) -> dict[str, np.ndarray]:
   return flat
 
 
-def _wall_time(train_rows: list[dict[str, Any]]) -> str:
+def _wall_seconds(train_rows: list[dict[str, Any]]) -> float:
   seconds, previous = 0.0, 0
   for row in train_rows:
     if row.get("steps_per_second"):
       seconds += (row["step"] - previous) / row["steps_per_second"]
     previous = row["step"]
-  return str(datetime.timedelta(seconds=round(seconds)))
+  return seconds
 
 
 def _metrics_table(rows: list[dict[str, Any]]) -> str:
@@ -146,6 +149,20 @@ def _metrics_table(rows: list[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
+def training_info(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
+  """``training.json`` of shipped model ``name``: step, batch_size, wall_seconds, workdir."""
+  return json.loads((model_dir(name, folder) / TRAINING_FILE).read_text())
+
+
+def set_card_section(name: str, title: str, markdown: str,
+                     folder: str | os.PathLike | None = None) -> None:
+  """Writes (or replaces) the ``## title`` section at the end of model ``name``'s card."""
+  card = model_dir(name, folder) / CARD_FILE
+  text = card.read_text()
+  head, _, _ = text.partition(f"\n## {title}\n")
+  card.write_text(head.rstrip("\n") + f"\n\n## {title}\n\n{markdown.strip()}\n")
+
+
 def model_card(name: str, workdir: str | os.PathLike, config: ml_collections.ConfigDict,
                step: int, weights: dict[str, np.ndarray]) -> str:
   """``MODEL_CARD.md``: the run's data, split, steps, batch, wall time and last metrics."""
@@ -159,7 +176,8 @@ def model_card(name: str, workdir: str | os.PathLike, config: ml_collections.Con
       split_note=("" if groove else f" (a hash split, eval_fraction {data.eval_fraction})"),
       attribution=GROOVE_ATTRIBUTION if groove else "data licence: see the dataset's own terms",
       batch_size=config.train.batch_size, learning_rate=config.train.learning_rate,
-      seed=config.train.seed, wall_time=_wall_time([r for r in rows if r["split"] == "train"]),
+      seed=config.train.seed, wall_time=datetime.timedelta(seconds=round(
+          _wall_seconds([r for r in rows if r["split"] == "train"]))),
       metrics=_metrics_table(rows))
 
 
@@ -179,6 +197,11 @@ def package(workdir: str | os.PathLike, name: str, output_dir: str | os.PathLike
   out.mkdir(parents=True, exist_ok=True)
   np.savez(out / WEIGHTS_FILE, **weights)
   workdir_lib.write_config(out, config)
+  rows = [r for r in workdir_lib.read_metrics(workdir)
+          if r["step"] <= step and r["split"] == "train"]
+  (out / TRAINING_FILE).write_text(json.dumps(
+      {"step": step, "batch_size": config.train.batch_size,
+       "wall_seconds": round(_wall_seconds(rows)), "workdir": str(workdir)}, indent=1) + "\n")
   (out / CARD_FILE).write_text(model_card(name, workdir, config, step, weights))
   return out
 

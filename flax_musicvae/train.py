@@ -150,7 +150,10 @@ def eval_passes(config: ml_collections.ConfigDict, step: int) -> tuple[dict[str,
   ``teacher_forced`` (p=0) and ``free_running`` (p=1: the decoder feeds back its own
   samples). Magenta evaluates at the schedule's eval value (1 for any non-constant
   schedule, the rate for a constant one); that pass's metrics are also reported unprefixed.
+  A MusicRNN (no sampled decoder inputs) has the teacher-forced pass only.
   """
+  if config.model.get("architecture", "music_vae") == "music_rnn":
+    return {"teacher_forced": 0.0}, "teacher_forced"
   _, schedules, _ = _models()
   magenta = float(schedules.sampling_probability(step, config.model, False))
   passes = {"teacher_forced": 0.0, "free_running": 1.0}
@@ -206,6 +209,18 @@ def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: 
   return out
 
 
+def evaluate_arrays(config: ml_collections.ConfigDict, params, arrays: dict[str, np.ndarray],
+                    step: int) -> Metrics:
+  """Mean metrics of ``params`` over every full batch of ``arrays`` (e.g. a test split)."""
+  models, _, _ = _models()
+  mesh = create_mesh()
+  model = models.build_model(config)
+  _, batch_sharding = _shardings(mesh)
+  batches = input_pipeline.eval_batches(arrays, config.train.batch_size)
+  with input_pipeline.Prefetcher(
+      batches, lambda b: input_pipeline.shard_batch(b, batch_sharding)) as prefetched:
+    return evaluate_params(config, make_eval_step(config, model, mesh), params, step,
+                           prefetched)
 
 
 # ----------------------------------------------------------------------------- run control
@@ -466,10 +481,10 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
         if metrics is not None:
           eval_metrics = metrics
           writer.write("eval", step, eval_metrics)
+          passes = ", ".join(f"{p.replace('_', '-')} {eval_metrics[p + '/accuracy']:.4f}"
+                             for p in eval_passes(config, step)[0])
           log(f"step {step}: eval loss {eval_metrics['loss']:.3f}, "
-              f"accuracy {eval_metrics['accuracy']:.4f} (teacher-forced "
-              f"{eval_metrics['teacher_forced/accuracy']:.4f}, free-running "
-              f"{eval_metrics['free_running/accuracy']:.4f})")
+              f"accuracy {eval_metrics['accuracy']:.4f} ({passes})")
       if due["checkpoint"]:
         with timer.paused():
           _save(ckpts, state, config, log)

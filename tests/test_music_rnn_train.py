@@ -106,6 +106,8 @@ def test_lookback_rnn_trains_on_folk_melodies(tmp_path):
   first = float(np.log(c.model.output_depth))
   assert train_losses[-1] < 0.75 * first
   assert result["eval"]["accuracy"] > majority_accuracy(eval_data)
+  # A MusicRNN has no sampled decoder inputs: one (teacher-forced) evaluation pass.
+  assert {k.split("/")[0] for k in result["eval"] if "/" in k} == {"teacher_forced"}
 
 
 @pytest.mark.slow

@@ -70,6 +70,21 @@ def test_model_card_has_the_runs_facts(run_dir, registry):
                "split `train`", "CC BY 4.0", f"| eval | 4 | loss | {eval_loss:.6g} |",
                "--model=tiny"):
     assert fact in card, fact
+  info = pretrained.training_info("tiny", registry)
+  assert (info["step"], info["batch_size"], info["workdir"]) == (4, 8, str(run_dir))
+  assert f"training wall time: 0:00:{info['wall_seconds']:02d}" in card
+
+
+def test_card_sections_are_replaced_not_repeated(registry, tmp_path):
+  folder = tmp_path / "copy"
+  (folder / "t").mkdir(parents=True)
+  for f in (pretrained.WEIGHTS_FILE, pretrained.CARD_FILE, "config.json"):
+    (folder / "t" / f).write_bytes((registry / "tiny" / f).read_bytes())
+  card = (folder / "t" / pretrained.CARD_FILE).read_text()
+  pretrained.set_card_section("t", "Quality", "| a | 1 |", folder)
+  pretrained.set_card_section("t", "Quality", "| a | 2 |", folder)
+  assert (folder / "t" / pretrained.CARD_FILE).read_text() == (
+      card.rstrip("\n") + "\n\n## Quality\n\n| a | 2 |\n")
 
 
 def test_generate_model_equals_workdir_with_rounded_weights(run_dir, registry, capsys,
