@@ -1,7 +1,8 @@
 r"""Generates music with a trained MusicVAE / GrooVAE (Magenta's music_vae_generate).
 
   python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=sample --num_outputs=3
-  python -m flax_musicvae.generate --model=groove_4bar --mode=sample   (a shipped model)
+  python -m flax_musicvae.generate --mode=sample      (the shipped groove_4bar model)
+  python -m flax_musicvae.generate --mode=humanize --input_midi_1=q.mid   (shipped humanize)
   python -m flax_musicvae.generate --config=configs/groove_4bar.py \
       --checkpoint_file=groovae_4bar.tar --mode=sample
   python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=interpolate \
@@ -45,15 +46,23 @@ import warnings
 
 MODES = ("sample", "interpolate", "encode", "humanize", "drumify", "infill", "transfer",
          "attribute", "continue")
+#: The shipped model a mode uses when no --workdir / --model / --checkpoint_file is given.
+DEFAULT_MODELS = {"sample": "groove_4bar", "interpolate": "groove_4bar",
+                  "encode": "groove_4bar", "attribute": "groove_4bar",
+                  "humanize": "groove_2bar_humanize", "drumify": "groove_2bar_tap_fixed_velocity",
+                  "infill": "groove_2bar_add_closed_hh"}
 
 
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m flax_musicvae.generate", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  source = p.add_mutually_exclusive_group(required=True)
+  source = p.add_mutually_exclusive_group()
   source.add_argument("--workdir", help="training run directory (config.json + checkpoints/)")
   source.add_argument("--model", help="a shipped model by name (python -m "
-                                      "flax_musicvae.pretrained); instead of --workdir")
+                                      "flax_musicvae.pretrained); with no --workdir, --model, "
+                                      "--checkpoint_file or --bundle_file each mode uses its "
+                                      "shipped model: " + ", ".join(
+                                          f"{m} {n}" for m, n in DEFAULT_MODELS.items()))
   source.add_argument("--checkpoint_file",
                       help="an original Magenta checkpoint (prefix, directory or .tar); "
                            "needs --config")
@@ -278,6 +287,12 @@ def run(args) -> None:
     args.num_steps = 128 if args.mode == "continue" else 5
   if args.temperature is None:
     args.temperature = 1.0 if args.mode == "continue" else 0.5
+  if not (args.workdir or args.model or args.checkpoint_file or args.bundle_file):
+    if args.mode not in DEFAULT_MODELS:
+      raise UsageError(f"--mode={args.mode} has no shipped model: pass --workdir, "
+                       "--checkpoint_file" + (" or --bundle_file" if args.mode == "continue"
+                                              else " or --model"))
+    args.model = DEFAULT_MODELS[args.mode]
   if args.mode == "continue":
     if args.model:
       raise UsageError("--model selects a shipped MusicVAE model; --mode=continue takes a "

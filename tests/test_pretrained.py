@@ -114,6 +114,22 @@ def test_unknown_model_lists_the_available_ones(registry, capsys, tmp_path, monk
   assert code == 2 and err.count("\n") == 1 and "no trained model ships yet" in err
 
 
+def test_each_mode_defaults_to_its_shipped_model(registry, capsys, tmp_path, monkeypatch):
+  folder = tmp_path / "registry"
+  (folder / "groove_4bar").mkdir(parents=True)
+  for f in (pretrained.WEIGHTS_FILE, "config.json"):
+    (folder / "groove_4bar" / f).write_bytes((registry / "tiny" / f).read_bytes())
+  monkeypatch.setenv(pretrained.ROOT_ENV, str(folder))
+  code, out, err = run_generate(capsys, "--mode=sample", "--num_outputs=1", "--no-png",
+                                f"--output_dir={tmp_path / 'out'}")
+  assert code == 0 and out.count(".mid") == 1, err
+  code, _, err = run_generate(capsys, "--mode=humanize", "--input_midi_1=x.mid")
+  assert code == 2 and err == ("error: unknown model 'groove_2bar_humanize': available models "
+                               "are groove_4bar\n")
+  code, _, err = run_generate(capsys, "--mode=transfer")
+  assert code == 2 and err.startswith("error: --mode=transfer has no shipped model"), err
+
+
 def test_bad_runs_are_one_error_line(run_dir, registry, tmp_path):
   model = inference.MusicVAEModel.init_random(config_lib.tiny(tiny_config()), seed=0)
   params = jax.tree.map(np.asarray, model.params)
