@@ -37,11 +37,14 @@ import os
 import pathlib
 import platform
 import time
+import warnings
 from typing import Any
 
 import jax
 import numpy as np
 from scipy import stats
+
+warnings.filterwarnings("ignore", "Couldn.t find ffmpeg", RuntimeWarning)  # pydub, via note_seq
 
 from flax_musicvae import inference
 from flax_musicvae import input_pipeline
