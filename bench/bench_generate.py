@@ -16,7 +16,6 @@ workdir (speed does not depend on the weights). Writes bench/results/generate.js
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -30,6 +29,7 @@ import time
 
 import jax
 
+from flax_musicvae import config_lib
 from flax_musicvae import inference
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -93,11 +93,7 @@ def main() -> None:
     if workdir:
       model = inference.MusicVAEModel.from_workdir(workdir)
     else:
-      spec = importlib.util.spec_from_file_location("groove_4bar",
-                                                    ROOT / "configs/groove_4bar.py")
-      module = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(module)
-      cfg = module.get_config()
+      cfg = config_lib.load("groove_4bar")
       model = inference.MusicVAEModel.init_random(cfg, seed=0)
       workdir = str(model.save(pathlib.Path(tmp) / "groove_4bar"))
     decode = time_decode(model, args.repeats)

@@ -21,16 +21,12 @@ RESULTS = ROOT / "bench" / "results" / "memory.json"
 
 def measure(config_name: str, batch_size: int, remat: bool) -> dict:
   """Runs in the child: init (jitted) and one jitted loss+grad step at full size."""
-  import importlib.util  # pylint: disable=import-outside-toplevel
   import jax
   import numpy as np
   from flax_musicvae.models import losses, vae
 
-  spec_ = importlib.util.spec_from_file_location(config_name,
-                                                 ROOT / "configs" / f"{config_name}.py")
-  module = importlib.util.module_from_spec(spec_)
-  spec_.loader.exec_module(module)
-  config = module.get_config()
+  from flax_musicvae import config_lib  # pylint: disable=import-outside-toplevel
+  config = config_lib.load(config_name)
   config.model.remat = remat
   model = vae.build_model(config)
   batch = {k: np.array(v) for k, v in vae.dummy_batch(model.spec, batch_size).items()}

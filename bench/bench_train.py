@@ -20,7 +20,6 @@ without bf16 matmul units gain nothing from it. On a GPU, e.g.
 
 import argparse
 import functools
-import importlib.util
 import json
 import os
 import pathlib
@@ -31,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flax_musicvae import config_lib
 from flax_musicvae import flops
 from flax_musicvae import input_pipeline
 from flax_musicvae import optim
@@ -39,13 +39,6 @@ from flax_musicvae.models import vae
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAGENTA_EXAMPLES_PER_SECOND = (64, 100)
-
-
-def load_config(name: str):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def forward_flops_per_example(config) -> int:
@@ -127,7 +120,7 @@ def main() -> None:
                            "configs); default: the config's")
   args = parser.parse_args()
 
-  config = load_config(args.config)
+  config = config_lib.load(args.config)
   config.train.batch_size = args.batch_size
   config.train.compute_dtype = args.compute_dtype
   if args.data_path:

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 import bench_train
+from flax_musicvae import config_lib
 from flax_musicvae import input_pipeline
 from flax_musicvae import train
 from flax_musicvae.models import losses
@@ -53,7 +54,7 @@ def main() -> None:
   parser.add_argument("--output", default=None)
   args = parser.parse_args()
 
-  config = bench_train.load_config(args.config)
+  config = config_lib.load(args.config)
   config.train.batch_size = args.batch_size
   dtype = jnp.dtype(args.compute_dtype)
   data = (bench_train.synthetic_data(config) if args.synthetic

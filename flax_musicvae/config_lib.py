@@ -9,10 +9,30 @@ files start from :func:`base_config` and override only what differs, as Magenta'
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import pathlib
 from typing import Any, Sequence
 
 import ml_collections
 
+
+#: The repository's config files (``configs/<name>.py``).
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def load(config: str | os.PathLike) -> ml_collections.ConfigDict:
+  """``get_config()`` of a config file (``configs/groove_4bar.py``) or of a name in
+  ``configs/`` (``groove_4bar``): the one way code and tests read a config file."""
+  path = pathlib.Path(config)
+  if path.suffix != ".py":
+    path = CONFIGS_DIR / f"{config}.py"
+  if not path.is_file():
+    raise FileNotFoundError(f"config file {path} not found (e.g. configs/groove_4bar.py)")
+  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 def base_config() -> ml_collections.ConfigDict:
   """Magenta's default hparams (base_model + lstm_models) plus our training settings."""

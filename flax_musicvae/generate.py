@@ -313,10 +313,11 @@ def run(args) -> None:
     raise UsageError("--checkpoint_file needs --config (the Magenta config it was trained with)")
   else:
     # pylint: disable-next=g-import-not-at-top
+    from flax_musicvae import config_lib
     from flax_musicvae.checkpoints import magenta_import, tensor_bundle
     try:
       model = inference.MusicVAEModel.from_magenta_checkpoint(
-          inference.load_config_file(args.config), args.checkpoint_file)
+          config_lib.load(args.config), args.checkpoint_file)
     except (magenta_import.CheckpointMismatchError, tensor_bundle.CheckpointError) as e:
       raise UsageError(f"{args.checkpoint_file} does not fit {args.config}: {e}") from e
   writer = Writer(args, model.config.get("name", ""))

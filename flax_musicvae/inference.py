@@ -67,18 +67,6 @@ class MultipleExtractedExamplesError(InputError):
 load_config = workdir_lib.load_config
 
 
-def load_config_file(path: PathLike) -> ml_collections.ConfigDict:
-  """``get_config()`` of a config file such as ``configs/groove_4bar.py``."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"config file {path} not found (e.g. configs/groove_4bar.py)")
-  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def load_workdir_params(workdir: PathLike, config) -> Any:
   """Newest usable parameters of ``workdir``, cached as .npz for fast reloads."""
   return workdir_lib.load_params(workdir, workdir_lib.abstract_params(config),

@@ -17,7 +17,7 @@ from flax_musicvae.checkpoints import tensor_bundle as tb
 from flax_musicvae.models import vae
 
 from conftest import ROOT
-from test_models_parity import GOLDEN, load_config
+from test_models_parity import GOLDEN
 
 GOLDEN_CONFIGS = sorted(GOLDEN)
 
@@ -94,7 +94,7 @@ def _small_sizes(golden_dir, name):
 
 def _golden_config(golden_dir, name):
   """Our config file for a golden folder, at the golden's small sizes."""
-  config = load_config(GOLDEN[name])
+  config = config_lib.load(GOLDEN[name])
   config.model.update(_small_sizes(golden_dir, name))
   return config
 

@@ -9,7 +9,6 @@ from flax_musicvae import config_lib
 from flax_musicvae import schedules
 from flax_musicvae.models import losses
 from flax_musicvae.models import vae
-from test_models_parity import load_config
 
 MAGENTA_NAMES = [
     "cat-mel_2bar_small", "cat-mel_2bar_big", "cat-mel_2bar_med_chords",
@@ -39,7 +38,7 @@ def test_one_file_per_magenta_config():
 
 @pytest.mark.parametrize("name", MAGENTA_NAMES)
 def test_config_builds_and_runs(name):
-  c = load_config(file_name(name))
+  c = config_lib.load(file_name(name))
   assert c.name == name
   m = c.model
   assert m.input_depth > 0 and m.output_depth > 0

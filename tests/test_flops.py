@@ -42,8 +42,7 @@ def flat_forward_flops(m):
 
 @pytest.mark.parametrize("name", ["groove_4bar", "cat_mel_2bar_small"])
 def test_model_forward_matches_the_flat_formula(name):
-  import importlib  # pylint: disable=g-import-not-at-top
-  config = importlib.import_module(f"configs.{name}").get_config()
+  config = config_lib.load(f"{name}")
   config = config_lib.tiny(config, rnn=16, z=8)
   model = vae.build_model(config)
   batch = vae.dummy_batch(config.model, 2)

@@ -1,6 +1,5 @@
 """``python -m flax_musicvae.generate``: outputs of every mode, user errors exit 2 cleanly."""
 
-import importlib
 import os
 import subprocess
 import sys
@@ -30,7 +29,7 @@ def workdirs(tmp_path_factory):
     mp.setattr(inference, "enable_compilation_cache", lambda: None)
     out = {}
     for name in ("groove_2bar_humanize", "groove_2bar_tap_fixed_velocity"):
-      cfg = config_lib.tiny(importlib.import_module(f"configs.{name}").get_config())
+      cfg = config_lib.tiny(config_lib.load(f"{name}"))
       out[name] = str(inference.MusicVAEModel.init_random(cfg, seed=2).save(root / name))
     yield out
 
@@ -187,9 +186,8 @@ def test_sample_from_a_magenta_checkpoint(workdirs, capsys, tmp_path):
   prefix = magenta_import.export_tf_checkpoint(model.params, tmp_path / "tf" / "model.ckpt")
   config = tmp_path / "tiny_humanize.py"
   config.write_text(
-      "import importlib\nfrom flax_musicvae import config_lib\n\n\ndef get_config():\n"
-      "  return config_lib.tiny(importlib.import_module("
-      "'configs.groove_2bar_humanize').get_config())\n")
+      "from flax_musicvae import config_lib\n\n\ndef get_config():\n"
+      "  return config_lib.tiny(config_lib.load('groove_2bar_humanize'))\n")
   common = ["--mode=sample", "--num_outputs=1", "--seed=9", "--no-png"]
   _, out_a, _ = run(capsys, "--workdir", workdirs["groove_2bar_humanize"], *common,
                     f"--output_dir={tmp_path / 'a'}")

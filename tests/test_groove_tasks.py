@@ -1,6 +1,5 @@
 """GrooVAE tasks on inputs longer than the model window; WAV taps -> onsets -> drumify."""
 
-import importlib
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ CLOSED_HH = {42, 44, 54, 68, 69, 70, 71, 73, 78, 80, 22}
 @pytest.fixture(scope="module")
 def models():
   def make(name):
-    cfg = config_lib.tiny(importlib.import_module(f"configs.{name}").get_config())
+    cfg = config_lib.tiny(config_lib.load(f"{name}"))
     return inference.MusicVAEModel.init_random(cfg, seed=1)
   return {task: make(name) for task, name in [
       ("humanize", "groove_2bar_humanize"), ("drumify", "groove_2bar_tap_fixed_velocity"),

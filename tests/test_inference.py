@@ -1,6 +1,5 @@
 """Inference API: determinism, workdir round trip, encode errors, latent maths, attributes."""
 
-import importlib
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ BEATS = sorted((FIXTURES / "groove").rglob("*_beat_*.mid"))
 
 
 def tiny_config(name: str):
-  return config_lib.tiny(importlib.import_module(f"configs.{name}").get_config())
+  return config_lib.tiny(config_lib.load(f"{name}"))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """lite_runner: notes as the converters' from_tensors, valid MIDI, runs on numpy + LiteRT only."""
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -23,10 +22,8 @@ FORBIDDEN = ("jax", "tensorflow", "flax", "note_seq", "flax_musicvae")
 
 
 def load_config(name: str):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return config_lib.tiny(module.get_config())
+  """Config ``name`` at toy widths."""
+  return config_lib.tiny(config_lib.load(name))
 
 
 def meta_for(config) -> dict:

@@ -16,7 +16,6 @@ from flax_musicvae.models import lstm
 from flax_musicvae.models import vae
 from tests.test_train import groove_like
 from tests.test_train import groove_subset
-from tests.test_train import load_config
 from tests.test_train import tiny_config
 
 # bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2%); the loss sums many such
@@ -59,7 +58,7 @@ CASES = {  # name: (config, model overrides, sampling probability)
 
 def _case(name):
   config_name, overrides, sp = CASES[name]
-  c = config_lib.tiny(load_config(config_name), rnn=16, z=8)
+  c = config_lib.tiny(config_lib.load(config_name), rnn=16, z=8)
   c.model.update(overrides)
   return c, vae.build_model(c), sp
 
@@ -144,7 +143,7 @@ def test_lstm_layer_bfloat16_gradients(remat):
 @pytest.mark.slow
 def test_bfloat16_training_reduces_loss_on_real_groove(groove_dir, tmp_path):
   """30 bf16 train steps on 16 real 4-bar Groove windows lower their training loss."""
-  c = config_lib.tiny(load_config(), rnn=32, z=16)
+  c = config_lib.tiny(config_lib.load("groove_4bar"), rnn=32, z=16)
   c.data.path = str(groove_subset(groove_dir, tmp_path / "groove", {"train": 4}))
   c.data.cache_dir = str(tmp_path / "cache")
   c.train.update(batch_size=16, compute_dtype="bfloat16")

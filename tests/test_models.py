@@ -15,14 +15,13 @@ from flax_musicvae import schedules
 from flax_musicvae.models import losses
 from flax_musicvae.models import nade
 from flax_musicvae.models import vae
-from test_models_parity import load_config
 
 jax.config.update("jax_default_matmul_precision", "highest")
 RNGS = {k: jax.random.PRNGKey(i) for i, k in enumerate(("params", "dropout", "sample"))}
 
 
 def tiny_model(name, **model):
-  c = config_lib.tiny(load_config(name))
+  c = config_lib.tiny(config_lib.load(name))
   for k, v in model.items():
     c.model[k] = v
   return c, vae.build_model(c)
@@ -215,7 +214,7 @@ def test_controls_concatenated_to_encoder_and_decoder_inputs():
   batch = random_batch(spec, bsz=2)
   params = init(model, batch)["params"]
   # Encoder input = concat(inputs, controls): same as a control-free model fed the concat.
-  no_ctrl = vae.build_model(config_lib.tiny(load_config("groove_2bar_humanize")))
+  no_ctrl = vae.build_model(config_lib.tiny(config_lib.load("groove_2bar_humanize")))
   no_ctrl = no_ctrl.clone(spec=no_ctrl.spec.__class__(**dict(
       vars(spec), input_depth=spec.input_depth + 9, control_depth=0)))
   cat_batch = dict(batch, inputs=np.concatenate([batch["inputs"], batch["controls"]], -1),

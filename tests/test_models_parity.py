@@ -1,6 +1,5 @@
 """Numerical parity with Magenta (golden outputs of the original TF implementation)."""
 
-import importlib.util
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from flax_musicvae import config_lib
 from flax_musicvae.models import losses
 from flax_musicvae.models import tf_names
 from flax_musicvae.models import vae
@@ -19,19 +19,13 @@ GOLDEN = {  # golden folder -> our config file
 }
 
 
-def load_config(name: str):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
 
 @pytest.fixture(scope="module", params=sorted(GOLDEN))
 def case(request, golden_dir):
   folder = golden_dir / request.param
   golden = dict(np.load(folder / "golden.npz"))
   weights = dict(np.load(folder / "weights.npz"))
-  config = load_config(GOLDEN[request.param])
+  config = config_lib.load(GOLDEN[request.param])
   config.model.z_size = 16
   config.model.enc_rnn_size = tuple(
       weights[f"encoder/cell_{l}/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/bias"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from flax_musicvae import config_lib
 from flax_musicvae import generate
 from flax_musicvae.music_rnn import bundle as bundle_lib
 from flax_musicvae.music_rnn import cli as rnn_cli
@@ -121,10 +122,9 @@ def test_bundle_to_workdir_then_continue_from_workdir(tmp_path):
 
 def test_magenta_training_checkpoint_with_config():
   """A TF (V2) training checkpoint of attention_rnn + configs/attention_rnn.py."""
-  from test_models_parity import load_config  # pylint: disable=import-outside-toplevel
   g, meta = golden("attention_rnn")
   gen = rnn_cli.load_generator(checkpoint_file=str(GOLDEN_RNN / "attention_rnn" / "model.ckpt"),
-                               config=load_config("attention_rnn"))
+                               config=config_lib.load("attention_rnn"))
   assert gen.spec.rnn_layer_sizes == (32, 32) and gen.spec.attn_length == 40
   item = meta["greedy"]["items"][1]
   result = gen.generate_events(item["events"][:33], 96, temperature=1e-6)

@@ -16,7 +16,6 @@ from flax_musicvae import train
 from flax_musicvae.models import losses
 from flax_musicvae.models import vae
 from flax_musicvae.music_rnn import configs as rnn_configs
-from test_models_parity import load_config
 
 NAMES = ["basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn", "drum_kit_rnn",
          "basic_improv", "attention_improv", "chord_pitches_improv"]
@@ -39,7 +38,7 @@ def tiny(c, sizes=(16, 16), batch=8, steps=40):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_matches_magenta_and_runs(name):
-  c = load_config(name)
+  c = config_lib.load(name)
   mc = rnn_configs.magenta_config(name)
   assert c.name == name and c.model.architecture == "music_rnn"
   assert tuple(c.model.rnn_layer_sizes) == mc.rnn_layer_sizes
@@ -96,7 +95,7 @@ def _train(c, tmp_path):
 @pytest.mark.slow
 def test_lookback_rnn_trains_on_folk_melodies(tmp_path):
   """Loss falls and eval accuracy beats the majority class on real folk tunes."""
-  c = tiny(load_config("lookback_rnn"), sizes=(32, 32), batch=8, steps=120)
+  c = tiny(config_lib.load("lookback_rnn"), sizes=(32, 32), batch=8, steps=120)
   c.data.path = str(folk_collection(tmp_path))
   c.data.eval_fraction = 0.2
   c.train.eval_num_batches = 0
@@ -124,7 +123,7 @@ def test_drum_kit_rnn_trains_on_groove(tmp_path):
     sequences.append(ns)
   path = tmp_path / "groove.tfrecord"
   note_sequence_io.write_note_sequences(path, sequences)
-  c = tiny(load_config("drum_kit_rnn"), sizes=(32, 32), batch=4, steps=60)
+  c = tiny(config_lib.load("drum_kit_rnn"), sizes=(32, 32), batch=4, steps=60)
   c.data.path = str(path)
   c.data.eval_fraction = 0.3
   c.train.eval_num_batches = 0

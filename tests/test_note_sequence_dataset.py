@@ -1,7 +1,6 @@
 """NoteSequence TFRecord -> cached arrays: id-hash split, conversion, cache keying, training."""
 
 import hashlib
-import importlib.util
 import math
 import os
 
@@ -22,10 +21,7 @@ SEED = 3
 
 
 def mel_config():
-  spec = importlib.util.spec_from_file_location("cfg", ROOT / "configs" / "cat_mel_2bar_small.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load("cat_mel_2bar_small")
 
 
 CONVERTER = config_lib.make_converter(mel_config().data)

@@ -4,7 +4,6 @@ nbclient is not a dependency: the code cells are executed in order with ``exec``
 namespace, which is what a kernel does minus the display machinery.
 """
 
-import importlib
 import json
 
 import numpy as np
@@ -24,7 +23,7 @@ def code_cells(path):
 
 def test_notebook_executes(tmp_path, monkeypatch):
   monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
-  cfg = config_lib.tiny(importlib.import_module("configs.groove_4bar").get_config())
+  cfg = config_lib.tiny(config_lib.load("groove_4bar"))
   workdir = inference.MusicVAEModel.init_random(cfg, seed=3).save(tmp_path / "run")
   monkeypatch.setenv("FLAX_MUSICVAE_WORKDIR", str(workdir))
   monkeypatch.setenv("FLAX_MUSICVAE_BEAT_A", str(BEATS[0]))

@@ -2,7 +2,6 @@
 8-device == 1-device data parallelism, TensorBoard event files, and a real-data run."""
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,16 +18,10 @@ from flax_musicvae import workdir as workdir_lib
 from tests.conftest import ROOT
 
 
-def load_config(name: str = "groove_4bar"):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
 
 def tiny_config(num_train_steps: int = 6, **train_overrides):
   """groove_4bar at toy widths, batch 8, evaluating/checkpointing only at the end."""
-  c = config_lib.tiny(load_config(), rnn=16, z=8)
+  c = config_lib.tiny(config_lib.load("groove_4bar"), rnn=16, z=8)
   c.train.update(batch_size=8, num_train_steps=num_train_steps, log_every_steps=2,
                  eval_every_steps=1000, checkpoint_every_steps=1000, checkpoints_to_keep=2)
   c.train.update(train_overrides)
@@ -230,7 +223,7 @@ def groove_subset(groove_dir, target, files_per_split):
 @pytest.mark.slow
 def test_real_groove_data_validation_loss_drops(groove_dir, tmp_path):
   """A small groove_4bar model, 200 steps on 60 real train files: validation loss falls."""
-  c = config_lib.tiny(load_config(), rnn=32, z=16)
+  c = config_lib.tiny(config_lib.load("groove_4bar"), rnn=32, z=16)
   c.data.path = str(groove_subset(groove_dir, tmp_path / "groove",
                                   {"train": 60, "validation": 12}))
   c.data.cache_dir = str(tmp_path / "cache")

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from flax_musicvae import config_lib
 from flax_musicvae.checkpoints import tensor_bundle
 from flax_musicvae.models import music_rnn
 from flax_musicvae.music_rnn import bundle as bundle_lib
@@ -138,7 +139,7 @@ def _chords(args) -> list[str] | None:
 def continue_mode(args, writer_cls) -> None:
   gen = load_generator(bundle_file=args.bundle_file, workdir=args.workdir,
                        checkpoint_file=args.checkpoint_file,
-                       config=_load_config(args.config) if args.config else None)
+                       config=config_lib.load(args.config) if args.config else None)
   primer = _primer(args, gen)
   if args.num_outputs < 1:
     raise generator_lib.GeneratorError("--num_outputs must be >= 1")
@@ -155,11 +156,6 @@ def continue_mode(args, writer_cls) -> None:
           f"{result.log_likelihood:.2f}")
   name = (gen.details or {}).get("id") or "music_rnn"
   writer_cls(args, name).sequences(outputs, titles)
-
-
-def _load_config(path: str):
-  from flax_musicvae import inference  # pylint: disable=import-outside-toplevel
-  return inference.load_config_file(path)
 
 
 def bundle_to_workdir(bundle_file: str | os.PathLike, workdir: str | os.PathLike,
