@@ -26,7 +26,8 @@ Velocities are in MIDI units (0-127), offsets in 16th-note steps.
   python bench/quality.py                       # every shipped model
   python bench/quality.py --models groove_4bar --folder /tmp/registry --limit 256
 
-Writes bench/results/quality.json and prints a table.
+Writes bench/results/quality.json (and, with ``--update_cards``, a Quality section in each
+model's MODEL_CARD.md) and prints the numbers.
 """
 
 from __future__ import annotations
@@ -237,6 +238,29 @@ def measure(name: str, folder: str | None, limit: int, num_samples: int) -> dict
           "trained": info, **result, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def card_section(result: dict[str, Any]) -> str:
+  """The model card's quality section: held-out numbers, baselines beside the model."""
+  lines = [f"Measured by `python bench/quality.py` on the {result['held_out_split']} split "
+           f"({result['examples']:,} windows; nothing was chosen on it).", "",
+           "| measure | value |", "|---|---|"]
+  for k, v in result["test"].items():
+    lines.append(f"| {k.replace('/', ' ')} | {v:.4g} |")
+  for key, value in result.items():
+    if isinstance(value, dict) and key not in ("test", "trained", "samples_vs_test",
+                                                "single_instrument_f1", "test_summary"):
+      for name, v in value.items():
+        if isinstance(v, (int, float)):
+          lines.append(f"| {key.replace('_', ' ')}: {name} | {v:.4g} |")
+    elif isinstance(value, float) and key != "seconds":
+      lines.append(f"| {key.replace('_', ' ')} | {value:.4g} |")
+  for name, row in result.get("samples_vs_test", {}).items():
+    d = row["distance"]
+    lines.append(f"| {name} vs test: Wasserstein hits/bar, velocity, offset; density L1 | "
+                 f"{d['hits_per_bar']:.3g}, {d['velocity']:.3g}, {d['offset']:.3g}; "
+                 f"{d['density_l1']:.3g} |")
+  return "\n".join(lines)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--models", default="", help="comma-separated names (default: all)")
@@ -244,6 +268,8 @@ def main() -> None:
   parser.add_argument("--limit", type=int, default=0, help="first N held-out windows (0: all)")
   parser.add_argument("--num_samples", type=int, default=512)
   parser.add_argument("--output", default=str(ROOT / "bench/results/quality.json"))
+  parser.add_argument("--update_cards", action="store_true",
+                      help="write each model's numbers into its MODEL_CARD.md (Quality)")
   args = parser.parse_args()
   names = args.models.split(",") if args.models else pretrained.available(args.folder)
   load0 = os.getloadavg()
@@ -252,6 +278,9 @@ def main() -> None:
   for name in names:
     results["models"][name] = measure(name, args.folder, args.limit, args.num_samples)
     print(json.dumps({name: results["models"][name]}, indent=1))
+    if args.update_cards:
+      pretrained.set_card_section(name, "Quality", card_section(results["models"][name]),
+                                  args.folder)
   results["load_average_at_end"] = os.getloadavg()
   pathlib.Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
   print(f"wrote {args.output}")

@@ -5,7 +5,7 @@ r"""Shipped models: float16 weights, the run's config and a model card, one fold
 
 A model is ``<root>/<name>/`` holding ``weights.npz`` (float16, one array per flat
 parameter path such as ``encoder/.../kernel``), ``config.json`` (the run's, as
-:mod:`flax_musicvae.workdir` stores it), ``training.json`` (step, batch size, wall time)
+:mod:`flax_musicvae.workdir` stores it), ``training.json`` (step, batch size, wall time, loss curves)
 and ``MODEL_CARD.md``. ``<root>`` is the package's
 ``pretrained/`` folder, or ``$FLAX_MUSICVAE_PRETRAINED`` when set. Loading reads only these
 files (no orbax, no TensorFlow).
@@ -197,11 +197,17 @@ def package(workdir: str | os.PathLike, name: str, output_dir: str | os.PathLike
   out.mkdir(parents=True, exist_ok=True)
   np.savez(out / WEIGHTS_FILE, **weights)
   workdir_lib.write_config(out, config)
-  rows = [r for r in workdir_lib.read_metrics(workdir)
-          if r["step"] <= step and r["split"] == "train"]
+  rows = [r for r in workdir_lib.read_metrics(workdir) if r["step"] <= step]
+  train_rows = [r for r in rows if r["split"] == "train"]
+  curve = lambda split, keys: [[r["step"]] + [round(r[k], 5) for k in keys if k in r]  # noqa: E731
+                               for r in rows if r["split"] == split]
   (out / TRAINING_FILE).write_text(json.dumps(
       {"step": step, "batch_size": config.train.batch_size,
-       "wall_seconds": round(_wall_seconds(rows)), "workdir": str(workdir)}, indent=1) + "\n")
+       "wall_seconds": round(_wall_seconds(train_rows)), "workdir": str(workdir),
+       "curves": {"train [step, loss, accuracy]": curve("train", ("loss", "accuracy")),
+                  "eval [step, loss, teacher-forced accuracy, free-running accuracy]": curve(
+                      "eval", ("loss", "teacher_forced/accuracy", "free_running/accuracy"))}},
+      indent=None) + "\n")
   (out / CARD_FILE).write_text(model_card(name, workdir, config, step, weights))
   return out
 
