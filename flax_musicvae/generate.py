@@ -30,8 +30,8 @@ Modes:
                --backing_chords="C G Am F" (or --chords=C,G,Am,F) every --steps_per_chord
 The groove tasks take inputs of any length (cut into model windows and joined).
 Outputs: MIDI files (the input's tempo for tasks, 120 qpm otherwise), a PNG piano roll /
-drum grid (one row per output), and WAVs with --wav when fluidsynth and a GM soundfont
-are installed. User errors print "error: ..." and exit with status 2.
+drum grid (one row per output), and with --wav WAVs (FluidSynth and a GM soundfont when
+installed, else a built-in synthesizer: no system packages needed). User errors print "error: ..." and exit with status 2.
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="attribute vector multiples (attribute mode: one output each)")
   p.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
                  help="write a piano-roll / drum-grid picture")
-  p.add_argument("--wav", action="store_true", help="render WAVs with fluidsynth")
+  p.add_argument("--wav", action="store_true",
+                 help="also write WAVs: FluidSynth + a GM soundfont when installed, else the "
+                      "built-in synthesizer")
   rnn = p.add_argument_group("continue mode (MusicRNN)")
   rnn.add_argument("--primer_midi", help="MIDI file to continue")
   rnn.add_argument("--primer_melody", help='melody events, e.g. "[60, -2, 60, -2, 67]" '
@@ -169,12 +171,8 @@ class Writer:
       path = render.write_midi(ns, self.dir / f"{self.prefix}{suffix}-{i + 1:03d}-of-{n:03d}.mid")
       print(f"wrote {path}")
       if self.args.wav:
-        reason = render.wav_unavailable_reason()
-        if reason:
-          print(reason)
-          self.args.wav = False
-        else:
-          print(f"wrote {render.render_wav(path, path.with_suffix('.wav'))}")
+        wav, engine = render.render_wav(path, path.with_suffix(".wav"))
+        print(f"wrote {wav} ({engine})")
     if self.args.png and seqs:
       print(f"wrote {render.save_png(seqs, self.dir / f'{self.prefix}{suffix}.png', titles)}")
 

@@ -1,8 +1,9 @@
-"""Output files: MIDI, piano-roll / drum-grid PNGs and optional FluidSynth WAVs.
+"""Output files: MIDI, piano-roll / drum-grid PNGs and WAVs.
 
-PNGs use matplotlib's Agg canvas directly (no pyplot, no display). WAV rendering runs
-the ``fluidsynth`` program with a General MIDI soundfont (``$FLAX_MUSICVAE_SOUNDFONT``
-or a usual system location) and is skipped with a message when either is missing.
+PNGs use matplotlib's Agg canvas directly (no pyplot, no display). WAVs come from the
+``fluidsynth`` program with a General MIDI soundfont (``$FLAX_MUSICVAE_SOUNDFONT`` or a
+usual system location) when both are installed, else from the built-in numpy synthesizer
+(:mod:`flax_musicvae.synth`).
 """
 
 from __future__ import annotations
@@ -121,23 +122,29 @@ def find_soundfont() -> str | None:
   return next((p for p in SOUNDFONT_CANDIDATES if os.path.isfile(p)), None)
 
 
-def wav_unavailable_reason() -> str | None:
-  """Why WAVs cannot be rendered here, or None when they can."""
+def fluidsynth_unavailable_reason() -> str | None:
+  """Why FluidSynth cannot render here, or None when it can."""
   if shutil.which("fluidsynth") is None:
-    return "WAV skipped: the 'fluidsynth' program is not installed (apt install fluidsynth)"
+    return "the 'fluidsynth' program is not installed (apt install fluidsynth)"
   if find_soundfont() is None:
-    return ("WAV skipped: no General MIDI soundfont found; set FLAX_MUSICVAE_SOUNDFONT to an "
-            ".sf2 file (e.g. apt install fluid-soundfont-gm)")
+    return ("no General MIDI soundfont found; set FLAX_MUSICVAE_SOUNDFONT to an .sf2 file "
+            "(e.g. apt install fluid-soundfont-gm)")
   return None
 
 
 def render_wav(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
-               sample_rate: int = 44100) -> pathlib.Path:
-  """Renders a MIDI file through FluidSynth; ``RuntimeError`` (with the reason) if unavailable."""
-  reason = wav_unavailable_reason()
-  if reason:
-    raise RuntimeError(reason)
-  subprocess.run(["fluidsynth", "-ni", "-g", "1.0", "-r", str(sample_rate), "-F",
-                  str(wav_path), find_soundfont(), str(midi_path)],
-                 check=True, capture_output=True)
-  return pathlib.Path(wav_path)
+               sample_rate: int = 44100) -> tuple[pathlib.Path, str]:
+  """Renders a MIDI file to WAV: ``(path, engine)``.
+
+  FluidSynth with a General MIDI soundfont when both are installed, else the built-in
+  synthesizer (:mod:`flax_musicvae.synth`, numpy only).
+  """
+  if fluidsynth_unavailable_reason() is None:
+    subprocess.run(["fluidsynth", "-ni", "-g", "1.0", "-r", str(sample_rate), "-F",
+                    str(wav_path), find_soundfont(), str(midi_path)],
+                   check=True, capture_output=True)
+    return pathlib.Path(wav_path), "fluidsynth"
+  import note_seq  # pylint: disable=g-import-not-at-top
+  from flax_musicvae import synth  # pylint: disable=g-import-not-at-top
+  ns = note_seq.midi_file_to_note_sequence(str(midi_path))
+  return synth.write_wav(ns, wav_path, min(sample_rate, synth.SAMPLE_RATE)), "built-in synth"
