@@ -8,8 +8,9 @@
 #   bash bench/train_pretrained.sh lane_2bar       # one lane
 #   MINUTES_4BAR=120 MINUTES_2BAR=22 bash bench/train_pretrained.sh
 #
-# The `magenta` step trains the original (../shared/peers, installed by its install.sh) on the same
-# core budget as ours, for the equal-wall-clock comparison of bench/quality.py.
+# `vs_magenta` trains the original (../shared/peers, installed by its install.sh) and a fresh run
+# of ours side by side, one core each, for the equal-wall-clock comparison (bench/vs_magenta.py);
+# run it while no lane runs (bash bench/train_pretrained.sh vs_magenta).
 set -u
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-/work/runs}
@@ -44,6 +45,18 @@ magenta() {
   echo "$(date -u +%FT%TZ) stop magenta_groove_4bar rc=$?" >> "$log"
 }
 
+# vs_magenta MINUTES: the equal-wall-clock pair, concurrently: Magenta on core 1, a fresh run
+# of ours on core 0 (same config and batch; a checkpoint every 100 steps and no evaluation
+# during training, like Magenta's; bench/vs_magenta.py evaluates both afterwards).
+vs_magenta() {
+  local minutes=$1
+  magenta 1 "$minutes" &
+  train 0 "$minutes" vs_magenta_groove_4bar configs/groove_4bar.py \
+    --config.train.eval_every_steps=1000000 --config.train.checkpoint_every_steps=100 \
+    --config.train.checkpoints_to_keep=1000 &
+  wait
+}
+
 lane_4bar() {
   train 0 "$MINUTES_4BAR" groove_4bar configs/groove_4bar.py \
     --config.train.eval_every_steps=500 --config.train.checkpoint_every_steps=500
@@ -52,7 +65,6 @@ lane_4bar() {
 lane_2bar() {
   local every="--config.train.eval_every_steps=250 --config.train.checkpoint_every_steps=250"
   train 1 "$MINUTES_2BAR" groove_2bar_humanize configs/groove_2bar_humanize.py $every
-  magenta 1 "$MINUTES_MAGENTA"
   train 1 "$MINUTES_2BAR" groove_2bar_tap_fixed_velocity configs/groove_2bar_tap_fixed_velocity.py $every
   train 1 "$MINUTES_2BAR" groove_2bar_add_closed_hh configs/groove_2bar_add_closed_hh.py $every
   [ -s "$FOLK" ] || nice -n 10 taskset -c 1 "$PY" -m pipelines.folk_melodies --output_file="$FOLK" \
@@ -62,5 +74,7 @@ lane_2bar() {
 }
 
 if [ $# -eq 0 ]; then set -- lane_4bar lane_2bar; fi
-for lane in "$@"; do "$lane" & done
+for lane in "$@"; do
+  if [ "$lane" = vs_magenta ]; then vs_magenta "$MINUTES_MAGENTA" & else "$lane" & fi
+done
 wait

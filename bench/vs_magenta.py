@@ -1,15 +1,17 @@
 r"""This project vs Magenta's original at equal cost: validation loss reached per wall-clock.
 
-Both trained groovae_4bar (full size, batch 64) on the Groove MIDI Dataset's train split,
-each pinned to one core of this machine at the same priority, at the same time (as
-``bench/train_pretrained.sh`` runs them: ours in one lane, Magenta's ``music_vae_train``
-in the other). Wall time counts from each process's start (data preparation, graph
-building and compilation included). Every kept Magenta checkpoint is imported
-(``magenta_import``, proven equal to Magenta's variables) and evaluated by the same
-evaluator as ours, on the same validation windows, so the two curves share one ruler.
-Our curve is the run's own evaluations (TensorBoard event times).
+``bash bench/train_pretrained.sh vs_magenta`` trains groovae_4bar (full size, batch 64) on
+the Groove MIDI Dataset's train split twice at the same time, one core each at the same
+priority: Magenta's ``music_vae_train`` (a checkpoint every 60 s, its default) and a fresh
+run of ours (a checkpoint every 100 steps, no evaluation during training). Wall time
+counts from each process's start (data preparation, graph building and compilation
+included) to each checkpoint's write. Every ``--every``-th checkpoint of each run and its
+last one are evaluated afterwards by one evaluator (ours; Magenta's checkpoints imported
+by ``magenta_import``, proven equal to Magenta's variables) on the same validation
+windows, so the two curves share one ruler.
 
-  python bench/vs_magenta.py --ours=/work/runs/groove_4bar --magenta=/work/runs/magenta_groove_4bar
+  python bench/vs_magenta.py --ours=/work/runs/vs_magenta_groove_4bar \
+      --magenta=/work/runs/magenta_groove_4bar
 
 Writes bench/results/vs_magenta_groove_4bar.json.
 """
@@ -43,33 +45,40 @@ def start_time(log: pathlib.Path) -> float:
   raise SystemExit(f"no start line in {log}")
 
 
-def our_curve(run: pathlib.Path, t0: float) -> list[dict]:
-  """(minutes, step, validation metrics) of each evaluation of our run."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  events = run / "tensorboard" / "eval" / "events.out.tfevents.flax_musicvae"
-  times = {e.step: e.wall_time for e in tf.compat.v1.train.summary_iterator(str(events))
-           if e.summary.value}
-  rows = [r for r in workdir_lib.read_metrics(run) if r["split"] == "eval"]
-  return [{"minutes": round((times[r["step"]] - t0) / 60, 2), "step": r["step"],
-           "loss": r["loss"], "r_loss": r["r_loss"],
-           "accuracy_teacher_forced": r["teacher_forced/accuracy"],
-           "accuracy_free_running": r["free_running/accuracy"]} for r in rows]
+def _row(minutes: float, step: int, metrics: dict) -> dict:
+  return {"minutes": round(minutes, 2), "step": step, "loss": round(metrics["loss"], 4),
+          "r_loss": round(metrics["r_loss"], 4),
+          "accuracy_teacher_forced": round(metrics["teacher_forced/accuracy"], 5),
+          "accuracy_free_running": round(metrics["free_running/accuracy"], 5)}
+
+
+def _every(items: list, every: int) -> list:
+  """Every ``every``-th item and the last one."""
+  return items[every - 1::every] + ([items[-1]] if len(items) % every else [])
+
+
+def our_curve(run: pathlib.Path, t0: float, config, validation, every: int) -> list[dict]:
+  rows = []
+  steps = sorted(int(p.name) for p in (run / workdir_lib.CHECKPOINTS).iterdir()
+                 if p.name.isdigit())
+  for step in _every(steps, every):
+    folder = run / workdir_lib.CHECKPOINTS / str(step)
+    params, _ = workdir_lib.load_params(folder, workdir_lib.abstract_params(config))
+    metrics = train.evaluate_arrays(config, params, validation, step)
+    rows.append(_row((folder.stat().st_mtime - t0) / 60, step, metrics))
+    print("ours", rows[-1])
+  return rows
 
 
 def magenta_curve(run: pathlib.Path, t0: float, config, validation, every: int) -> list[dict]:
-  """The same numbers for every ``every``-th checkpoint of a Magenta run (and its last one),
-  by our evaluator."""
   rows = []
   indexes = sorted((run / "train").glob("model.ckpt-*.index"),
                    key=lambda p: int(p.stem.split("-")[-1]))
-  for index in indexes[every - 1::every] + ([indexes[-1]] if len(indexes) % every else []):
+  for index in _every(indexes, every):
     params, step = magenta_import.import_params(str(index.with_suffix("")), config)
-    m = train.evaluate_arrays(config, params, validation, step)
-    rows.append({"minutes": round((index.stat().st_mtime - t0) / 60, 2), "step": step,
-                 "loss": m["loss"], "r_loss": m["r_loss"],
-                 "accuracy_teacher_forced": m["teacher_forced/accuracy"],
-                 "accuracy_free_running": m["free_running/accuracy"]})
-    print(rows[-1])
+    metrics = train.evaluate_arrays(config, params, validation, step)
+    rows.append(_row((index.stat().st_mtime - t0) / 60, step, metrics))
+    print("magenta", rows[-1])
   return rows
 
 
@@ -83,20 +92,21 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--ours", type=pathlib.Path, required=True, help="our groove_4bar run")
   parser.add_argument("--magenta", type=pathlib.Path, required=True, help="Magenta's run_dir")
-  parser.add_argument("--every", type=int, default=5,
-                      help="evaluate every N-th Magenta checkpoint (they come every 60 s)")
+  parser.add_argument("--every", type=int, default=4,
+                      help="evaluate every N-th checkpoint of each run, and its last one")
   parser.add_argument("--output", default=str(ROOT / "bench/results/vs_magenta_groove_4bar.json"))
   args = parser.parse_args()
   config = workdir_lib.load_config(args.ours)
   validation = input_pipeline.load_split(config, "validation")
-  load0 = os.getloadavg()
-  ours = our_curve(args.ours, start_time(args.ours.with_suffix(".log")))
+  load0 = os.getloadavg()  # of the evaluation; the training pair ran with nothing else
+  ours = our_curve(args.ours, start_time(args.ours.with_suffix(".log")), config, validation,
+                   args.every)
   theirs = magenta_curve(args.magenta, start_time(args.magenta.with_suffix(".log")), config,
                          validation, args.every)
-  budget = max(r["minutes"] for r in theirs)
+  budget = min(max(r["minutes"] for r in theirs), max(r["minutes"] for r in ours))
   result = {
-      "what": "groovae_4bar, batch 64, one core each, concurrently; validation loss by this "
-              "project's evaluator (Magenta's checkpoints imported)",
+      "what": "groovae_4bar, batch 64, one core each, concurrently, from process start; "
+              "validation loss by this project's evaluator (Magenta's checkpoints imported)",
       "validation_windows": int(len(validation["inputs"]) // 64 * 64),
       "budget_minutes": budget,
       "at_budget": {"this project": at(ours, budget), "magenta": at(theirs, budget)},
