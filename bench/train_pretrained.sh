@@ -30,7 +30,8 @@ train() {
   timeout -s TERM "${minutes}m" nice -n 10 taskset -c "$core" "$PY" -m flax_musicvae.main \
     --config="$config" --workdir="$RUNS/$name" --config.train.batch_size=64 \
     --config.train.num_train_steps=200000 "$@" >> "$RUNS/$name.log" 2>&1
-  echo "$(date -u +%FT%TZ) stop $name rc=$?" >> "$RUNS/$name.log"
+  local rc=$?  # 124: stopped at its budget (the trainer saved its last step)
+  echo "$(date -u +%FT%TZ) stop $name rc=$rc" >> "$RUNS/$name.log"
 }
 
 # magenta CORE MINUTES: Magenta's music_vae_train, groovae_4bar at batch 64, Groove train split.
@@ -42,7 +43,8 @@ magenta() {
     --config=groovae_4bar --mode=train --run_dir="$RUNS/magenta_groove_4bar" \
     --examples_path="$PEERS/magenta/data/groove_train.tfrecord" --num_steps=200000 \
     --hparams=batch_size=64 >> "$log" 2>&1
-  echo "$(date -u +%FT%TZ) stop magenta_groove_4bar rc=$?" >> "$log"
+  local rc=$?
+  echo "$(date -u +%FT%TZ) stop magenta_groove_4bar rc=$rc" >> "$log"
 }
 
 # vs_magenta MINUTES: the equal-wall-clock pair, concurrently: Magenta on core 1, a fresh run
