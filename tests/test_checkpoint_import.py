@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flax_musicvae import config_lib
 from flax_musicvae.checkpoints import magenta_import as mi
 from flax_musicvae.checkpoints import magentajs
 from flax_musicvae.checkpoints import tensor_bundle as tb

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from flax_musicvae import config_lib
 from flax_musicvae.export import bundle
 from flax_musicvae.export import signatures

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from flax_musicvae import config_lib
 from flax_musicvae.models import losses
 from flax_musicvae.models import tf_names

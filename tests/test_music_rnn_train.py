@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import SHARED
 from flax_musicvae import config_lib
 from flax_musicvae import input_pipeline
 from flax_musicvae import train

@@ -14,7 +14,7 @@ from flax_musicvae import train
 from flax_musicvae.data.melody import OneHotMelodyConverter
 from pipelines import note_sequence_dataset as nsd
 from pipelines import note_sequence_io
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES
 
 TRANSPOSES = range(4)
 SEED = 3

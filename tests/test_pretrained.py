@@ -11,7 +11,6 @@ import pytest
 
 from conftest import ROOT
 from flax_musicvae import config_lib
-from flax_musicvae import generate
 from flax_musicvae import inference
 from flax_musicvae import pretrained
 from flax_musicvae import train
