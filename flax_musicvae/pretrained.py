@@ -150,7 +150,8 @@ def _metrics_table(rows: list[dict[str, Any]]) -> str:
 
 
 def training_info(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
-  """``training.json`` of shipped model ``name``: step, batch_size, wall_seconds, workdir."""
+  """``training.json`` of shipped model ``name``: step, batch_size, wall_seconds, workdir,
+  curves."""
   return json.loads((model_dir(name, folder) / TRAINING_FILE).read_text())
 
 
@@ -164,9 +165,10 @@ def set_card_section(name: str, title: str, markdown: str,
 
 
 def model_card(name: str, workdir: str | os.PathLike, config: ml_collections.ConfigDict,
-               step: int, weights: dict[str, np.ndarray]) -> str:
-  """``MODEL_CARD.md``: the run's data, split, steps, batch, wall time and last metrics."""
-  rows = [r for r in workdir_lib.read_metrics(workdir) if r["step"] <= step]
+               step: int, weights: dict[str, np.ndarray], rows: list[dict[str, Any]],
+               wall_seconds: float) -> str:
+  """``MODEL_CARD.md``: the run's data, split, steps, batch, wall time and the last metrics
+  of ``rows`` (the run's metrics up to ``step``)."""
   data = config.data
   groove = "groove" in (data.dataset, data.converter)
   return CARD_TEMPLATE.format(
@@ -176,8 +178,7 @@ def model_card(name: str, workdir: str | os.PathLike, config: ml_collections.Con
       split_note=("" if groove else f" (a hash split, eval_fraction {data.eval_fraction})"),
       attribution=GROOVE_ATTRIBUTION if groove else "data licence: see the dataset's own terms",
       batch_size=config.train.batch_size, learning_rate=config.train.learning_rate,
-      seed=config.train.seed, wall_time=datetime.timedelta(seconds=round(
-          _wall_seconds([r for r in rows if r["split"] == "train"]))),
+      seed=config.train.seed, wall_time=datetime.timedelta(seconds=round(wall_seconds)),
       metrics=_metrics_table(rows))
 
 
@@ -198,17 +199,18 @@ def package(workdir: str | os.PathLike, name: str, output_dir: str | os.PathLike
   np.savez(out / WEIGHTS_FILE, **weights)
   workdir_lib.write_config(out, config)
   rows = [r for r in workdir_lib.read_metrics(workdir) if r["step"] <= step]
-  train_rows = [r for r in rows if r["split"] == "train"]
+  wall_seconds = _wall_seconds([r for r in rows if r["split"] == "train"])
   curve = lambda split, keys: [[r["step"]] + [round(r[k], 5) for k in keys if k in r]  # noqa: E731
                                for r in rows if r["split"] == split]
   (out / TRAINING_FILE).write_text(json.dumps(
       {"step": step, "batch_size": config.train.batch_size,
-       "wall_seconds": round(_wall_seconds(train_rows)), "workdir": str(workdir),
+       "wall_seconds": round(wall_seconds), "workdir": str(workdir),
        "curves": {"train [step, loss, accuracy]": curve("train", ("loss", "accuracy")),
                   "eval [step, loss, teacher-forced accuracy, free-running accuracy]": curve(
                       "eval", ("loss", "teacher_forced/accuracy", "free_running/accuracy"))}},
       indent=None) + "\n")
-  (out / CARD_FILE).write_text(model_card(name, workdir, config, step, weights))
+  (out / CARD_FILE).write_text(model_card(name, workdir, config, step, weights, rows,
+                                          wall_seconds))
   return out
 
 

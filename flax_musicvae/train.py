@@ -214,13 +214,8 @@ def evaluate_arrays(config: ml_collections.ConfigDict, params, arrays: dict[str,
   """Mean metrics of ``params`` over every full batch of ``arrays`` (e.g. a test split)."""
   models, _, _ = _models()
   mesh = create_mesh()
-  model = models.build_model(config)
-  _, batch_sharding = _shardings(mesh)
-  batches = input_pipeline.eval_batches(arrays, config.train.batch_size)
-  with input_pipeline.Prefetcher(
-      batches, lambda b: input_pipeline.shard_batch(b, batch_sharding)) as prefetched:
-    return evaluate_params(config, make_eval_step(config, model, mesh), params, step,
-                           prefetched)
+  eval_step = make_eval_step(config, models.build_model(config), mesh)
+  return _evaluate(config, mesh, eval_step, params, step, arrays, num_batches=0)
 
 
 # ----------------------------------------------------------------------------- run control
@@ -305,16 +300,16 @@ def _setup(config, example_batch) -> _Setup:
   return _Setup(model, tx, mesh, state)
 
 
-def _evaluate(config, setup: _Setup, eval_step, state: TrainState, eval_data,
-              stop: Callable[[], bool] = lambda: False) -> Metrics | None:
-  _, batch_sharding = _shardings(setup.mesh)
-  batches = input_pipeline.eval_batches(eval_data, config.train.batch_size,
-                                        config.train.eval_num_batches,
+def _evaluate(config, mesh: jax.sharding.Mesh, eval_step, params, step: int, eval_data,
+              num_batches: int, stop: Callable[[], bool] = lambda: False) -> Metrics | None:
+  """:func:`evaluate_params` over ``num_batches`` full batches of ``eval_data`` (0: all),
+  prefetched onto the mesh."""
+  _, batch_sharding = _shardings(mesh)
+  batches = input_pipeline.eval_batches(eval_data, config.train.batch_size, num_batches,
                                         jax.process_index(), jax.process_count())
   with input_pipeline.Prefetcher(
       batches, lambda b: input_pipeline.shard_batch(b, batch_sharding)) as prefetched:
-    return evaluate_params(config, eval_step, state.params, int(jax.device_get(state.step)),
-                           prefetched, stop)
+    return evaluate_params(config, eval_step, params, step, prefetched, stop)
 
 
 def _print_summary(title: str, rows: dict[str, Any]) -> None:
@@ -477,7 +472,8 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
                         ex_per_s=f"{train_metrics['examples_per_second']:.0f}")
       if due["eval"]:
         with timer.paused():
-          metrics = _evaluate(config, setup, eval_step, state, eval_data, lambda: stop.signum)
+          metrics = _evaluate(config, setup.mesh, eval_step, state.params, step, eval_data,
+                              tc.eval_num_batches, lambda: stop.signum)
         if metrics is not None:
           eval_metrics = metrics
           writer.write("eval", step, eval_metrics)
@@ -535,9 +531,9 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str | os.PathLik
       (eval_data,) = _load_data(config, run, validation=eval_data)
       setup = _setup(config, eval_data)
       restored = ckpts.restore(_template(setup.state), params_only=True)
-    state = setup.state.replace(step=jnp.int32(restored.step), params=restored.params)
-    metrics = _evaluate(config, setup, make_eval_step(config, setup.model, setup.mesh), state,
-                        eval_data, lambda: stop.signum)
+    metrics = _evaluate(config, setup.mesh, make_eval_step(config, setup.model, setup.mesh),
+                        restored.params, restored.step, eval_data,
+                        config.train.eval_num_batches, lambda: stop.signum)
     stop.check()
   writer = workdir_lib.MetricWriter(run, enabled=jax.process_index() == 0)
   writer.write("eval", restored.step, metrics)
