@@ -65,8 +65,17 @@ class SkipReason(str, enum.Enum):
 
 
 def corpus_files(collections_: Sequence[str]) -> list[pathlib.Path]:
-  """The ABC files of the named music21 corpus collections, sorted."""
-  from music21 import corpus  # pylint: disable=import-outside-toplevel
+  """The ABC files of the named music21 corpus collections, sorted.
+
+  ``FileNotFoundError`` naming ``pip install music21`` when it is not installed (the
+  corpus ships inside that package).
+  """
+  try:
+    from music21 import corpus  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise FileNotFoundError(
+        f"the folk corpus ships inside music21, which is not installed ({e}): "
+        "pip install music21 (or pip install -e '.[data]')") from e
   paths = [pathlib.Path(p) for p in corpus.getCorePaths()]
   files = []
   for name in collections_:

@@ -48,6 +48,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 import pipelines
+from flax_musicvae import data_fetch
 from flax_musicvae.data import midi_fast
 from flax_musicvae.data.converter import ConverterTensors, Mode
 from flax_musicvae.data.groove import (GrooveConverter, REDUCED_DRUM_PITCH_CLASSES,
@@ -602,7 +603,9 @@ def load_groove_split(root: str | os.PathLike, split: str, converter: GrooveConv
   """One split's examples, from the cache or built (then cached).
 
   Args:
-    root: the dataset's ``groove/`` folder, the folder holding it, or the zip.
+    root: the dataset's ``groove/`` folder, the folder holding it, or the zip; when
+      it does not exist and is named like the official dataset (or is empty), the
+      official zip, downloaded into the cache first if needed (``data_fetch``).
     split: "train", "validation" or "test".
     converter: the representation (its ``split_bars`` is the example length).
     cache_dir: where ``groove_<split>_<bars>bar_<hash>.npz`` files live.
@@ -618,6 +621,7 @@ def load_groove_split(root: str | os.PathLike, split: str, converter: GrooveConv
     ``beat_type``, ``time_signature``), plus ``stats`` (a JSON string of counts).
   """
   split_bars = split_bars or converter.split_bars
+  root = data_fetch.groove_root(root)
   path = _cache_path(root, split, converter, split_bars, mode, seed, cache_dir)
   if path.exists():
     with np.load(path) as cached:
@@ -658,8 +662,10 @@ def main(argv: Sequence[str] | None = None) -> None:
       prog="python -m pipelines.groove",
       description="Build the cached GrooVAE arrays of the Groove MIDI Dataset "
                   "(tfds groove/<N>bar-midionly windows) and print the counts.")
-  parser.add_argument("--root", required=True,
-                      help="groove/ folder, the folder holding it, or the official zip")
+  parser.add_argument("--root", default="",
+                      help="groove/ folder, the folder holding it, or the official zip "
+                           "(default: the official zip, downloaded into "
+                           f"${data_fetch.CACHE_ENV} or ~/.cache/flax_musicvae once)")
   parser.add_argument("--cache_dir", required=True)
   parser.add_argument("--split_bars", type=int, default=4, choices=(2, 4))
   parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
