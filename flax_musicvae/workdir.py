@@ -33,7 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from flax_musicvae.checkpoints import crc32c
+from flax_musicvae.io import crc32c
 
 PathLike = str | os.PathLike
 CHECKPOINTS = "checkpoints"

@@ -8,7 +8,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from flax_musicvae.checkpoints import crc32c
+from flax_musicvae.io import crc32c
 from flax_musicvae.checkpoints import tensor_bundle as tb
 
 GOLDEN_CONFIGS = ["cat-drums_2bar_small", "groovae_4bar", "hierdec-mel_16bar"]

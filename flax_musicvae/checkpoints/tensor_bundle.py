@@ -34,7 +34,7 @@ from typing import BinaryIO, Iterator, Mapping
 import ml_dtypes
 import numpy as np
 
-from flax_musicvae.checkpoints import crc32c
+from flax_musicvae.io import crc32c
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48

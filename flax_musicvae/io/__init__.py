@@ -1,0 +1,1 @@
+"""Binary record formats without TensorFlow: CRC32C checksums and TFRecord framing."""
