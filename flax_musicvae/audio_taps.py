@@ -41,12 +41,22 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def novelty(audio: np.ndarray, rate: int, hop: float = 0.005, window: float = 0.023
-            ) -> tuple[np.ndarray, float]:
-  """Onset novelty per frame (normalised to max 1) and the frame rate."""
+            ) -> tuple[np.ndarray, float, int]:
+  """Onset novelty per frame (normalised to max 1), the frame rate, and ``lead``: the
+  number of frames before t=0.
+
+  The recording is preceded by more than a window of its own noise floor (the 10th
+  percentile of its 5 ms RMS levels, as white noise): a tap at t=0 then rises out of
+  quiet like any other, while the start of a noisy recording is no onset.
+  """
   from scipy import signal  # pylint: disable=g-import-not-at-top
   hop_n = max(1, int(round(hop * rate)))
   win_n = max(hop_n * 2, int(round(window * rate)))
-  padded = np.pad(audio, (win_n // 2, win_n))
+  lead = -(-win_n // hop_n)
+  frames = max(1, len(audio) // hop_n)
+  rms = np.sqrt(np.mean(np.resize(audio, frames * hop_n).reshape(frames, hop_n) ** 2, 1))
+  floor = np.random.default_rng(0).standard_normal(lead * hop_n + win_n // 2)
+  padded = np.concatenate([np.percentile(rms, 10) * floor, audio, np.zeros(win_n)])
   _, _, spec = signal.stft(padded, rate, window="hann", nperseg=win_n,
                            noverlap=win_n - hop_n, boundary=None, padded=False)
   mag = np.log1p(100.0 * np.abs(spec))
@@ -55,7 +65,7 @@ def novelty(audio: np.ndarray, rate: int, hop: float = 0.005, window: float = 0.
   rise = np.maximum(np.diff(energy), 0.0)
   curve = flux / (flux.max() or 1.0) + rise / (rise.max() or 1.0)
   curve = np.concatenate([[0.0], curve])
-  return curve / (curve.max() or 1.0), rate / hop_n
+  return curve / (curve.max() or 1.0), rate / hop_n, lead
 
 
 def pick_peaks(curve: np.ndarray, frame_rate: float, threshold: float = 0.1,
@@ -72,10 +82,10 @@ def pick_peaks(curve: np.ndarray, frame_rate: float, threshold: float = 0.1,
 def detect_onsets(audio: np.ndarray, rate: int, threshold: float = 0.1,
                   min_gap: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
   """Onset times in seconds and their strengths in (0, 1]."""
-  curve, frame_rate = novelty(audio, rate)
+  curve, frame_rate, lead = novelty(audio, rate)
   peaks = pick_peaks(curve, frame_rate, threshold, min_gap)
   # A frame's flux measures the change ending at its centre: step back half a hop.
-  times = np.maximum(0.0, (peaks - 0.5) / frame_rate)
+  times = np.maximum(0.0, (peaks - lead - 0.5) / frame_rate)
   return times, curve[peaks]
 
 
@@ -95,12 +105,26 @@ def taps_to_note_sequence(times: np.ndarray, strengths: np.ndarray, qpm: float =
   return ns
 
 
-def wav_to_taps(path: str | os.PathLike, qpm: float = 120.0, threshold: float = 0.1):
-  """A WAV of tapping -> tap NoteSequence; ``AudioError`` when no tap is heard."""
+def wav_to_taps(path: str | os.PathLike, qpm: float = 120.0, threshold: float = 0.1,
+                offset: float = 0.0):
+  """A WAV of tapping -> tap NoteSequence; ``AudioError`` when no tap is heard.
+
+  ``threshold``: how far (0..1 of the strongest onset) a tap must rise above the local
+  average novelty; lower finds softer taps. ``offset``: seconds taken off every onset (a
+  lead-in before the first downbeat, or recording latency); taps more than half a 16th
+  before it are dropped, those within it land on t=0.
+  """
+  if not 0.0 <= threshold < 1.0:
+    raise AudioError(f"tap threshold must be in [0, 1), got {threshold}")
   audio, rate = read_wav(path)
   times, strengths = detect_onsets(audio, rate, threshold)
   if not len(times):
     raise AudioError(f"{path}: no taps detected; record louder taps or lower the threshold")
+  times = times - offset
+  keep = times > -7.5 / qpm
+  if not keep.any():
+    raise AudioError(f"{path}: all {len(times)} taps come before the {offset:g} s offset")
+  times, strengths = np.maximum(times[keep], 0.0), strengths[keep]
   return taps_to_note_sequence(times, strengths, qpm)
 
 

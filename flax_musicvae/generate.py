@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
   for i in range(1, 5):
     p.add_argument(f"--input_midi_{i}", help="input MIDI file")
   p.add_argument("--input_wav", help="drumify: a WAV recording of tapping instead of MIDI")
+  p.add_argument("--tap_threshold", type=float, default=0.1,
+                 help="--input_wav: onset threshold in [0, 1); lower finds softer taps")
+  p.add_argument("--tap_offset", type=float, default=0.0,
+                 help="--input_wav: seconds taken off every tap (lead-in or latency)")
   p.add_argument("--qpm", type=float, default=120.0, help="tempo of --input_wav's taps")
   p.add_argument("--num_steps", type=int, default=None,
                  help="interpolation steps per side (default 5); continue: total steps, "
@@ -237,7 +241,8 @@ def _task(args, model, writer) -> None:
   temperature = _temperature(args)
   if args.mode == "drumify" and args.input_wav:
     from flax_musicvae import audio_taps  # pylint: disable=g-import-not-at-top
-    source = audio_taps.wav_to_taps(args.input_wav, args.qpm)
+    source = audio_taps.wav_to_taps(args.input_wav, args.qpm, args.tap_threshold,
+                                    args.tap_offset)
     print(f"detected {len(source.notes)} taps in {args.input_wav}")
     writer.sequences([source], ["taps"], suffix="_taps")
   elif args.mode == "transfer":

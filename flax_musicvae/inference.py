@@ -520,6 +520,23 @@ def _retime(ns, qpm: float):
   return ns
 
 
+def _with_hits(out: np.ndarray, hits: np.ndarray) -> np.ndarray:
+  """Decoded ``[..., hits | velocities | offsets]`` with exactly the given ``hits``.
+
+  Groove transfer (GrooVAE paper: the hits of one beat, the groove of another): the hits
+  are the control hits, each played with the velocity and offset the decoder gave its
+  cell. A hit keeps velocity >= 1 (0 is a MIDI note-off) and an offset just inside
+  +-half a step, so it quantizes back onto its own step.
+  """
+  n = hits.shape[-1]
+  out = np.array(out, np.float32)
+  hit = hits > 0.5
+  out[..., :n] = hit
+  out[..., n:2 * n] = np.where(hit, np.maximum(out[..., n:2 * n], 1 / 127), 0.0)
+  out[..., 2 * n:] = np.where(hit, np.clip(out[..., 2 * n:], -0.98, 0.98), 0.0)
+  return out
+
+
 def _reconstruct(model: MusicVAEModel, conv, ns, temperature, seed, hits_from=None):
   inputs, _, controls, steps = _grid_windows(conv, ns, model.length)
   lengths = np.full(len(inputs), model.length)
@@ -529,6 +546,8 @@ def _reconstruct(model: MusicVAEModel, conv, ns, temperature, seed, hits_from=No
     mu = mu[np.arange(len(controls)) % len(mu)]
   out = model.decode_to_tensors(mu, temperature, controls if controls.shape[-1] else None,
                                 seed=seed)
+  if hits_from is not None:
+    out = _with_hits(out, controls)
   flat = out.reshape(-1, out.shape[-1])[:steps]
   return _retime(conv.from_tensors([flat])[0], _qpm(hits_from or ns))
 
@@ -559,27 +578,44 @@ def drumify(model: MusicVAEModel, ns, temperature: float | None = 0.5, seed: int
   return _reconstruct(model, conv, rhythm_to_drums(ns), temperature, seed)
 
 
+def _near(times: np.ndarray, t: float, tolerance: float) -> bool:
+  """Whether sorted ``times`` has a time closer than ``tolerance`` to ``t``."""
+  i = np.searchsorted(times, t)
+  return any(abs(times[j] - t) < tolerance for j in (i - 1, i) if 0 <= j < len(times))
+
+
 def infill(model: MusicVAEModel, ns, keep_original: bool = False,
            temperature: float | None = 0.5, seed: int = 0):
   """Adds (``keep_original``) or replaces the instruments the model infills (closed
-  hi-hat for groove_2bar_add_closed_hh); every other note of ``ns`` is kept as played."""
+  hi-hat for groove_2bar_add_closed_hh); every other note of ``ns`` is kept as played.
+
+  Adding merges: a generated note within half a 16th of a played note of its drum class
+  is dropped (the played one stays), so no hit is doubled.
+  """
   conv = _require_groove(model, "add_instruments", "configs/groove_2bar_add_closed_hh.py")
   ns = as_note_sequence(ns)
   generated = _reconstruct(model, conv, ns, temperature, seed)
   classes = conv.classes_for("infer")
-  infilled = {p for i in conv.add_instruments for p in classes[i]}
+  infilled = {p: i for i in conv.add_instruments for p in classes[i]}
+  new = [n for n in generated.notes if n.pitch in infilled]
+  if keep_original:
+    half = 60.0 / _qpm(ns) / conv.steps_per_quarter / 2
+    played = {i: np.sort([n.start_time for n in ns.notes if infilled.get(n.pitch) == i])
+              for i in conv.add_instruments}
+    new = [n for n in new if not _near(played[infilled[n.pitch]], n.start_time, half)]
   out = type(ns)()
   out.CopyFrom(ns)
   del out.notes[:]
   out.notes.extend(n for n in ns.notes if keep_original or n.pitch not in infilled)
-  out.notes.extend(n for n in generated.notes if n.pitch in infilled)
+  out.notes.extend(new)
   out.total_time = max((n.end_time for n in out.notes), default=0.0)
   return out
 
 
 def transfer(model: MusicVAEModel, hits, groove, temperature: float | None = 0.5,
              seed: int = 0):
-  """Groove transfer: the hits of ``hits`` played with the feel (z) of ``groove``."""
+  """Groove transfer: exactly the hits (step, drum class) of ``hits``, with the
+  velocities and micro-timing decoded from the feel (z) of ``groove``."""
   conv = _require_groove(model, "hits_as_controls",
                          "configs/groove_2bar_hits_control_tfds.py")
   return _reconstruct(model, conv, as_note_sequence(groove), temperature, seed,

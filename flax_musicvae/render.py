@@ -1,6 +1,11 @@
-"""Output files: MIDI, piano-roll / drum-grid PNGs and WAVs.
+"""Output files: MIDI, piano-roll / drum-groove PNGs and WAVs.
 
-PNGs use matplotlib's Agg canvas directly (no pyplot, no display). WAVs come from the
+MIDI files carry a sequence's chord symbols (``CHORD_SYMBOL`` text annotations, Magenta's
+convention) as MIDI text events, and optionally a chord voicing instrument. PNGs use
+matplotlib's Agg canvas directly (no pyplot, no display): piano rolls with note names and
+chord symbols, drum plots with one labelled row per drum class where every hit sits at its
+played time (micro-timing shows as the distance from its 16th-note line) with its
+velocity as marker size and shade. WAVs come from the
 ``fluidsynth`` program with a General MIDI soundfont (``$FLAX_MUSICVAE_SOUNDFONT`` or a
 usual system location) when both are installed, else from the built-in numpy synthesizer
 (:mod:`flax_musicvae.synth`).
@@ -16,9 +21,13 @@ from typing import Sequence
 
 import numpy as np
 
-#: Drum-grid rows: GM pitch -> row label, in the 9 GrooVAE classes' order.
+#: Drum-plot row labels of the 9 drum classes (``data.drums.REDUCED_DRUM_PITCH_CLASSES``,
+#: Magenta's GM mapping, and the Roland pitches of the Groove MIDI Dataset).
 DRUM_ROWS = ("kick", "snare", "closed hh", "open hh", "low tom", "mid tom", "high tom",
              "crash", "ride")
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+#: Chord voicing (Magenta's improv_rnn_generate --render_chords): velocity, GM program 88.
+CHORD_VELOCITY = 50
 SOUNDFONT_CANDIDATES = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "/usr/share/soundfonts/FluidR3_GM.sf2",
@@ -27,13 +36,55 @@ SOUNDFONT_CANDIDATES = (
 )
 
 
-def write_midi(ns, path: str | os.PathLike) -> pathlib.Path:
-  """Writes ``ns`` (its tempo included) as a Standard MIDI file."""
-  from note_seq import midi_io  # pylint: disable=g-import-not-at-top
+def note_name(pitch: int) -> str:
+  """MIDI pitch -> scientific pitch name: 60 -> ``C4``, 66 -> ``F#4``."""
+  return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def chord_symbols(ns) -> list[tuple[float, str]]:
+  """``(time, figure)`` of the ``CHORD_SYMBOL`` text annotations, in time order."""
+  from note_seq.protobuf import music_pb2  # pylint: disable=g-import-not-at-top
+  chord = music_pb2.NoteSequence.TextAnnotation.CHORD_SYMBOL
+  return sorted((a.time, a.text) for a in ns.text_annotations if a.annotation_type == chord)
+
+
+def write_midi(ns, path: str | os.PathLike, chord_voicing: bool = False) -> pathlib.Path:
+  """Writes ``ns`` (its tempo included) as a Standard MIDI file.
+
+  Chord symbols become MIDI text events (note_seq alone drops them); ``chord_voicing``
+  also plays them on their own instrument (note_seq's ``BasicChordRenderer``: program
+  88, velocity 50, as Magenta's ``--render_chords``).
+  """
+  import note_seq  # pylint: disable=g-import-not-at-top
+  import pretty_midi  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  midi_io.note_sequence_to_midi_file(ns, str(path))
+  chords = chord_symbols(ns)
+  if chord_voicing and chords:
+    voiced = type(ns)()
+    voiced.CopyFrom(ns)
+    voiced.total_time = max(ns.total_time, chords[-1][0])
+    note_seq.BasicChordRenderer(velocity=CHORD_VELOCITY).render(voiced)
+    ns = voiced
+  pm = note_seq.midi_io.note_sequence_to_pretty_midi(ns)
+  pm.text_events.extend(pretty_midi.Text(text, time) for time, text in chords)
+  pm.write(str(path))
   return path
+
+
+def read_chord_symbols(path: str | os.PathLike) -> list[tuple[float, str]]:
+  """``(time, figure)`` of a MIDI file's text events that are chord symbols."""
+  import pretty_midi  # pylint: disable=g-import-not-at-top
+  from note_seq import chord_symbols_lib  # pylint: disable=g-import-not-at-top
+  out = []
+  for event in pretty_midi.PrettyMIDI(str(path)).text_events:
+    try:
+      if event.text != "N.C.":
+        chord_symbols_lib.chord_symbol_pitches(event.text)
+    except chord_symbols_lib.ChordSymbolError:
+      continue
+    out.append((float(event.time), event.text))
+  return sorted(out)
 
 
 def _step_seconds(ns, steps_per_quarter: int) -> float:
@@ -41,11 +92,18 @@ def _step_seconds(ns, steps_per_quarter: int) -> float:
   return 60.0 / qpm / steps_per_quarter
 
 
+def _drum_lookup() -> dict[int, int]:
+  """Drum pitch -> class row: Magenta's GM classes, then the Groove (Roland) pitches."""
+  from flax_musicvae.data import drums, groove  # pylint: disable=g-import-not-at-top
+  lookup = {}
+  for classes in (groove.ROLAND_DRUM_PITCH_CLASSES, drums.REDUCED_DRUM_PITCH_CLASSES):
+    lookup.update({p: i for i, pitches in enumerate(classes) for p in pitches})
+  return lookup
+
+
 def drum_grid(ns, steps_per_quarter: int = 4) -> np.ndarray:
   """``[9, steps]`` max velocity / 127 per drum class and 16th step (GM drum classes)."""
-  from note_seq import drums_encoder_decoder  # pylint: disable=g-import-not-at-top
-  lookup = {p: i for i, pitches in enumerate(drums_encoder_decoder.DEFAULT_DRUM_TYPE_PITCHES)
-            for p in pitches}
+  lookup = _drum_lookup()
   step = _step_seconds(ns, steps_per_quarter)
   total = max((n.start_time for n in ns.notes), default=0.0)
   bars = int(np.floor(total / step / 16)) + 1
@@ -55,6 +113,14 @@ def drum_grid(ns, steps_per_quarter: int = 4) -> np.ndarray:
       col = min(int(np.round(n.start_time / step)), grid.shape[1] - 1)
       grid[lookup[n.pitch], col] = max(grid[lookup[n.pitch], col], n.velocity / 127)
   return grid
+
+
+def drum_hits(ns, steps_per_quarter: int = 4) -> np.ndarray:
+  """``[hits, 3]``: (onset in 16th steps, unrounded; class row; velocity / 127)."""
+  lookup = _drum_lookup()
+  step = _step_seconds(ns, steps_per_quarter)
+  return np.array([(n.start_time / step, lookup[n.pitch], n.velocity / 127)
+                   for n in ns.notes if n.pitch in lookup]).reshape(-1, 3)
 
 
 def piano_roll(ns, steps_per_quarter: int = 4) -> tuple[np.ndarray, int]:
@@ -82,36 +148,71 @@ def _is_drums(ns) -> bool:
   return bool(ns.notes) and all(n.is_drum for n in ns.notes)
 
 
-def save_png(sequences: Sequence, path: str | os.PathLike,
-             titles: Sequence[str] | None = None) -> pathlib.Path:
-  """One row per sequence: a drum grid for drum tracks, else a piano roll."""
+def _pitch_ticks(low: int, high: int) -> list[int]:
+  """Pitches to label: all within an octave, else the naturals (two octaves), C and G, C."""
+  span = high - low
+  classes = (range(12) if span < 12 else (0, 2, 4, 5, 7, 9, 11) if span < 24
+             else (0, 7) if span < 48 else (0,))
+  return [p for p in range(low, high + 1) if p % 12 in classes] or [low]
+
+
+def _plot_drums(ax, ns) -> int:
+  """Hits at their played times; marker area and shade from velocity. Returns steps."""
+  hits = drum_hits(ns)
+  last = max(ns.total_time / _step_seconds(ns, 4), hits[:, 0].max() + 0.5 if len(hits) else 1)
+  steps = 16 * int(np.ceil(last / 16))
+  for s in range(steps):  # 16th-note lines: micro-timing is the distance from them
+    ax.axvline(s, color="0.75" if s % 4 else "0.55", linewidth=0.3, zorder=0)
+  ax.scatter(hits[:, 0], hits[:, 1], s=6 + 40 * hits[:, 2], c=_shade(hits[:, 2]),
+             cmap="Greys", vmin=0, vmax=1, marker="o", linewidths=0, zorder=2)
+  ax.set_ylim(-0.6, len(DRUM_ROWS) - 0.4)
+  ax.set_yticks(range(len(DRUM_ROWS)), DRUM_ROWS, fontsize=6)
+  return steps
+
+
+def _plot_roll(ax, ns) -> int:
+  """Notes as velocity-shaded bars; note names on the pitch axis; chord symbols on top."""
+  roll, low = piano_roll(ns)
+  ax.imshow(_shade(roll), aspect="auto", origin="lower", cmap="Blues", vmin=0, vmax=1,
+            interpolation="nearest", extent=(-0.5, roll.shape[1] - 0.5, low - 0.5,
+                                             low + roll.shape[0] - 0.5))
+  ticks = _pitch_ticks(low, low + roll.shape[0] - 1)
+  ax.set_yticks(ticks, [note_name(p) for p in ticks], fontsize=6)
+  step = _step_seconds(ns, 4)
+  for time, figure in chord_symbols(ns):
+    ax.text(time / step - 0.3, 0.97, figure, transform=ax.get_xaxis_transform(), fontsize=6,
+            va="top", ha="left", color="tab:purple")
+  return roll.shape[1]
+
+
+def figure(sequences: Sequence, titles: Sequence[str] | None = None):
+  """A matplotlib ``Figure``, one row per sequence: a drum plot for drum tracks, else a
+  piano roll. Red lines are bar lines; the x axis counts 16th steps."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
   rows = len(sequences)
   fig = Figure(figsize=(10, 1.6 * rows + 0.4))
   FigureCanvasAgg(fig)
   for i, ns in enumerate(sequences):
     ax = fig.add_subplot(rows, 1, i + 1)
-    if _is_drums(ns):
-      grid = drum_grid(ns)
-      ax.imshow(_shade(grid), aspect="auto", origin="lower", cmap="Greys", vmin=0, vmax=1,
-                interpolation="nearest")
-      ax.set_yticks(range(len(DRUM_ROWS)), DRUM_ROWS, fontsize=6)
-    else:
-      roll, low = piano_roll(ns)
-      ax.imshow(_shade(roll), aspect="auto", origin="lower", cmap="Blues", vmin=0, vmax=1,
-                interpolation="nearest", extent=(0, roll.shape[1], low - 0.5,
-                                                 low + roll.shape[0] - 0.5))
-    for bar in range(0, int(ax.get_xlim()[1]) + 1, 16):
+    steps = _plot_drums(ax, ns) if _is_drums(ns) else _plot_roll(ax, ns)
+    ax.set_xlim(-0.5, steps - 0.5)
+    for bar in range(0, steps + 1, 16):
       ax.axvline(bar - 0.5, color="tab:red", linewidth=0.5)
     ax.tick_params(axis="x", labelsize=6)
     if titles:
       ax.set_title(titles[i], fontsize=8, loc="left")
   fig.subplots_adjust(left=0.08, right=0.99, bottom=0.3 / rows, top=1 - 0.25 / rows,
                       hspace=0.6)
-  fig.savefig(path, dpi=100)
+  return fig
+
+
+def save_png(sequences: Sequence, path: str | os.PathLike,
+             titles: Sequence[str] | None = None) -> pathlib.Path:
+  """:func:`figure` as a PNG."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  figure(sequences, titles).savefig(path, dpi=100)
   return path
 
 

@@ -1,5 +1,6 @@
 """GrooVAE tasks on inputs longer than the model window; WAV taps -> onsets -> drumify."""
 
+import dataclasses
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from flax_musicvae import config_lib
 from flax_musicvae import inference
 
 BEAT = sorted((FIXTURES / "groove").rglob("*_beat_*.mid"))[0]
+ROCK = next((FIXTURES / "groove").rglob("2_rock_100_beat_4-4.mid"))
 CLOSED_HH = {42, 44, 54, 68, 69, 70, 71, 73, 78, 80, 22}
 
 
@@ -30,9 +32,9 @@ def cache_dir(tmp_path, monkeypatch):
   monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
 
 
-def clip(bars: int, start_bar: int = 0, quantize: bool = False):
-  """Bars of the Groove beat whose notes quantize into exactly those bars."""
-  ns = inference.read_midi(BEAT)
+def clip(bars: int, start_bar: int = 0, quantize: bool = False, path=BEAT):
+  """Bars of a Groove beat whose notes quantize into exactly those bars."""
+  ns = inference.read_midi(path)
   step = 15.0 / ns.tempos[0].qpm
   out = music_pb2.NoteSequence()
   out.CopyFrom(ns)
@@ -98,29 +100,60 @@ def test_drumify_from_a_bassline(models):
   assert max(n.start_time for n in out.notes) < 3 * bar_seconds(bass)
 
 
-def test_infill_replace_and_add(models):
+def test_infill_replace_and_merge(models):
   ns = clip(3)
+  half = 7.5 / ns.tempos[0].qpm  # half a 16th
   others = sorted((n.pitch, n.start_time) for n in ns.notes if n.pitch not in CLOSED_HH)
-  replaced = inference.infill(models["infill"], ns, keep_original=False, temperature=None)
-  added = inference.infill(models["infill"], ns, keep_original=True, temperature=None)
+  # Temperature 1: the untrained model's hi-hats fall both on and off the played ones.
+  replaced = inference.infill(models["infill"], ns, keep_original=False, temperature=1.0)
+  added = inference.infill(models["infill"], ns, keep_original=True, temperature=1.0)
   generated = sorted((n.pitch, n.start_time) for n in replaced.notes if n.pitch in CLOSED_HH)
   assert sorted((n.pitch, n.start_time) for n in replaced.notes
                 if n.pitch not in CLOSED_HH) == others
+  # Adding keeps every played note and the generated hi-hats away from played ones.
+  played_hh = np.array([n.start_time for n in ns.notes if n.pitch in CLOSED_HH])
+  doubles = [g for g in generated if np.abs(played_hh - g[1]).min() < half]
+  assert doubles and len(doubles) < len(generated)  # the clip tests both cases
   original = sorted((n.pitch, n.start_time) for n in ns.notes)
-  assert sorted((n.pitch, n.start_time) for n in added.notes) == sorted(original + generated)
+  assert sorted((n.pitch, n.start_time) for n in added.notes) == sorted(
+      original + [g for g in generated if g not in doubles])
+  # No hit is doubled: same-pitch notes closer than half a 16th were both played so.
+  played = {(n.pitch, n.start_time) for n in ns.notes}
+  notes = sorted((n.pitch, n.start_time) for n in added.notes)
+  for a, b in zip(notes, notes[1:]):
+    if a[0] == b[0] and b[1] - a[1] < half:
+      assert a in played and b in played
 
 
-def test_transfer_follows_the_hits_source_length(models):
-  hits, groove = clip(5), clip(2, 8)
-  out = inference.transfer(models["transfer"], hits, groove, seed=0)
+def hit_cells(model, ns) -> set:
+  """(16th step, drum class) of every hit, as the model's converter reads ``ns``."""
+  conv = dataclasses.replace(model.converter, split_bars=None, hop_size=None)
+  hits = conv.to_tensors(ns, "infer").controls[0]
+  return set(zip(*np.nonzero(hits)))
+
+
+def test_transfer_keeps_the_hits_of_input_1(models):
+  """Groove transfer on two real beats: exactly input 1's hits, the decoder's groove."""
+  model = models["transfer"]
+  hits, groove = clip(5), clip(2, path=ROCK)
+  out = inference.transfer(model, hits, groove, seed=0)
   assert out.tempos[0].qpm == pytest.approx(hits.tempos[0].qpm)
   assert max(n.start_time for n in out.notes) < 5 * bar_seconds(hits)
+  cells = hit_cells(model, hits)
+  assert len(cells) > 50 and hit_cells(model, out) == cells
+  assert len(out.notes) == len(cells)
+  velocities = {n.velocity for n in out.notes}
+  assert min(velocities) >= 1 and len(velocities) > 5  # velocities come from the decoder
+  step = 15.0 / out.tempos[0].qpm
+  offsets = [n.start_time / step - round(n.start_time / step) for n in out.notes]
+  assert max(np.abs(offsets)) < 0.5 and np.std(offsets) > 0.01  # so does the timing
 
 
 def test_onsets_of_a_synthetic_click_track(tmp_path):
-  times = np.array([0.1, 0.35, 0.6, 0.72, 1.1, 1.5, 1.62, 2.0])
-  loud = np.array([1.0, 0.5, 1.0, 0.3, 1.0, 0.6, 0.4, 1.0])
-  audio = audio_taps.click_track(times, 22050, amplitudes=loud, noise=0.005)
+  """Taps at known times, the first at t=0, over noise: every one found, none added."""
+  times = np.array([0.0, 0.35, 0.6, 0.72, 1.1, 1.5, 1.62, 2.0, 2.25, 2.5])
+  loud = np.array([1.0, 0.5, 1.0, 0.3, 1.0, 0.6, 0.4, 1.0, 0.3, 1.0])
+  audio = audio_taps.click_track(times, 22050, amplitudes=loud, noise=0.01)
   path = tmp_path / "taps.wav"
   wavfile.write(path, 22050, (audio * 32767).astype(np.int16))
   ns = audio_taps.wav_to_taps(path, qpm=100)
@@ -130,14 +163,27 @@ def test_onsets_of_a_synthetic_click_track(tmp_path):
   velocities = np.array([n.velocity for n in ns.notes])
   assert velocities[loud == 1.0].min() > velocities[loud <= 0.4].max()
   assert ns.tempos[0].qpm == 100 and ns.time_signatures[0].numerator == 4
+  # The offset moves every tap earlier; those within half a 16th before it land on 0.
+  shifted = audio_taps.wav_to_taps(path, qpm=100, offset=0.36)
+  np.testing.assert_allclose([n.start_time for n in shifted.notes],
+                             np.r_[0.0, times[2:] - 0.36], atol=0.01)
+  # A high threshold keeps the loud taps only.
+  loud_only = audio_taps.wav_to_taps(path, qpm=100, threshold=0.6)
+  np.testing.assert_allclose([n.start_time for n in loud_only.notes], times[loud == 1.0],
+                             atol=0.01)
+  with pytest.raises(audio_taps.AudioError, match="threshold"):
+    audio_taps.wav_to_taps(path, threshold=1.5)
+  with pytest.raises(audio_taps.AudioError, match="before the 3 s offset"):
+    audio_taps.wav_to_taps(path, offset=3.0)
 
 
 def test_drumify_from_wav(models, tmp_path):
   beat = 60.0 / 120 / 4 * np.array([0, 4, 6, 8, 12, 16, 20, 22, 24, 28, 40])
   path = tmp_path / "taps.wav"
-  wavfile.write(path, 16000, audio_taps.click_track(beat + 0.01, 16000).astype(np.float32))
+  wavfile.write(path, 16000, audio_taps.click_track(beat, 16000, noise=0.01)
+                .astype(np.float32))
   taps = audio_taps.wav_to_taps(path, qpm=120)
-  assert len(taps.notes) == len(beat)
+  np.testing.assert_allclose([n.start_time for n in taps.notes], beat, atol=0.01)
   out = inference.drumify(models["drumify"], taps, seed=0)
   assert out.notes and max(n.start_time for n in out.notes) < 3 * 2.0
 
