@@ -159,8 +159,8 @@ def _pitch_ticks(low: int, high: int) -> list[int]:
 def _plot_drums(ax, ns) -> int:
   """Hits at their played times; marker area and shade from velocity. Returns steps."""
   hits = drum_hits(ns)
-  last = max(ns.total_time / _step_seconds(ns, 4), hits[:, 0].max() + 0.5 if len(hits) else 1)
-  steps = 16 * int(np.ceil(last / 16))
+  last = int(np.round(hits[:, 0].max())) if len(hits) else 0  # the bar it quantizes into
+  steps = 16 * (max(last, 0) // 16 + 1)
   for s in range(steps):  # 16th-note lines: micro-timing is the distance from them
     ax.axvline(s, color="0.75" if s % 4 else "0.55", linewidth=0.3, zorder=0)
   ax.scatter(hits[:, 0], hits[:, 1], s=6 + 40 * hits[:, 2], c=_shade(hits[:, 2]),
