@@ -192,6 +192,7 @@ function drawClip(canvas, clip, ghost = null, playhead = null) {
     if (text && rh >= 6 && !compact) { g.fillStyle = "#888"; g.fillText(text, 2, y + rh / 2); }
   }
   for (let s = 0; s <= steps; s++) {  // 16ths faint, beats darker, bars red
+    if (compact && s % 16 !== 0) continue;
     g.fillStyle = s % 16 === 0 ? "#d2553c" : s % 4 === 0 ? "#bbb" : "#e4e4e4";
     g.fillRect(Math.round(x(s * 15 / clip.qpm)), 0, 1, h);
   }
