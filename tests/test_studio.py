@@ -175,7 +175,7 @@ def test_survives_100_malformed_requests_then_serves(client):
       lambda i: client.get(f"/api/../../etc/passwd{i}"),
       lambda i: client.post("/api/groove/drumify", data={"taps": "{" * i, "qpm": "nan"}),
       lambda i: client.post("/api/groove/drumify",
-                            data={"wav": _upload(b"RIFF" + bytes(i), "t.wav")}),
+                            data={"wav": _upload(b"RIFF" + bytes(i % 7), "t.wav")}),
   ]
   statuses = []
   for i in range(100):

@@ -358,7 +358,13 @@ class Studio:
       raise StudioError(f"{name}: not a WAV file (no 'RIFF' header); record a PCM .wav")
     if not 20 <= qpm <= 300:
       raise StudioError(f"tempo must be 20 .. 300 qpm, got {qpm:g}")
-    audio, rate = audio_taps.read_wav(_Named(data, name))
+    try:
+      audio, rate = audio_taps.read_wav(_Named(data, name))
+    except audio_taps.AudioError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # scipy: struct.error on truncation
+      raise StudioError(f"{name}: cannot read as a WAV file (truncated or damaged); record "
+                        "a PCM .wav") from e
     times, strengths = audio_taps.detect_onsets(audio, rate)
     if not len(times):
       raise StudioError(f"{name}: no taps detected; record louder taps")
