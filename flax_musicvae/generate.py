@@ -6,16 +6,25 @@ r"""Generates music with a trained MusicVAE / GrooVAE (Magenta's music_vae_gener
   python -m flax_musicvae.generate --config=configs/groove_4bar.py \
       --checkpoint_file=groovae_4bar.tar --mode=sample
   python -m flax_musicvae.generate --workdir=/tmp/groove_4bar --mode=interpolate \
-      --input_midi_1=a.mid --input_midi_2=b.mid --num_steps=7
+      --input_midi_1=a.mid --input_midi_2=b.mid --start_bar 1 9 --num_steps=7
+  flax-musicvae-generate --mode=reconstruct --input_midi_1=long_groove.mid   (every window)
+  flax-musicvae-generate --mode=encode --input_midi_1=a.mid --start_bar=5
+  flax-musicvae-generate --mode=decode --input_npz=/tmp/flax_musicvae/generated/<...>.npz
   python -m flax_musicvae.generate --workdir=/tmp/humanize --mode=humanize --input_midi_1=q.mid
   python -m flax_musicvae.generate --workdir=/tmp/tap2drum --mode=drumify --input_wav=taps.wav \
       --qpm=100
 
 Modes:
   sample       decode z ~ N(0, I) (--chords for chord models, --attribute_file to shift z)
-  interpolate  decode a path between --input_midi_1 and --input_midi_2 (--method slerp|lerp),
-               or a bilinear grid when four inputs --input_midi_1..4 are given
+  similar      variations of --input_midi_1: z = s mu + (1 - s) eps, s = --similarity
+  interpolate  decode --num_steps points (ends included) from --input_midi_1 to
+               --input_midi_2 (--method slerp|lerp), or a --num_steps x --num_steps grid
+               between four corners: --input_midi_1 top-left, --input_midi_2 top-right,
+               --input_midi_3 bottom-left, --input_midi_4 bottom-right
   encode       write z, mu, sigma of the inputs (one window each) to an .npz file
+  decode       decode the mu (or --latent=z) rows of an .npz written by encode (--input_npz)
+  reconstruct  encode -> decode each input: every window of the model's length, stitched
+               at the input's tempo (or only the one from --start_bar)
   humanize     quantized drums -> performance (groove_2bar_humanize models)
   drumify      any rhythm (MIDI, or a WAV of tapping) -> drum groove (tap models)
   infill       add or replace closed hi-hats (groove_2bar_add_closed_hh models)
@@ -28,10 +37,16 @@ Modes:
                --num_steps steps in all (default 128), --temperature (default 1.0),
                --beam_size / --branch_factor / --steps_per_iteration, Improv RNN chords
                --backing_chords="C G Am F" (or --chords=C,G,Am,F) every --steps_per_chord
-The groove tasks take inputs of any length (cut into model windows and joined).
-Outputs: MIDI files (the input's tempo for tasks, 120 qpm otherwise), a PNG piano roll /
-drum grid (one row per output), and with --wav WAVs (FluidSynth and a GM soundfont when
-installed, else a built-in synthesizer: no system packages needed). User errors print "error: ..." and exit with status 2.
+Windows: a model reads windows of a few bars (groove_4bar 4, the 2-bar models 2) of 16
+steps per bar (any meter with 16 sixteenths a bar: 4/4, 2/2; not 3/4 or 6/8). An input MIDI
+longer than one window needs --start_bar=N (bars numbered from 1; one for all inputs or
+one per input) in sample-free modes; without it the error lists the windows. The groove
+tasks and reconstruct take inputs of any length (cut into model windows and joined).
+Seeds: output i uses seed --seed + i, so --seed=S+i --num_outputs=1 re-makes output i.
+Outputs: MIDI files (--qpm; default the input's tempo for tasks and reconstruct, 120 qpm
+otherwise), a PNG piano roll / drum grid (one row per output), and with --wav WAVs
+(FluidSynth and a GM soundfont when installed, else a built-in synthesizer: no system
+packages needed). User errors print "error: ..." and exit with status 2.
 """
 
 from __future__ import annotations
@@ -44,18 +59,28 @@ import sys
 import types
 import warnings
 
-MODES = ("sample", "interpolate", "encode", "humanize", "drumify", "infill", "transfer",
-         "attribute", "continue")
+MODES = ("sample", "similar", "interpolate", "encode", "decode", "reconstruct", "humanize",
+         "drumify", "infill", "transfer", "attribute", "continue")
 #: The shipped model a mode uses when no --workdir / --model / --checkpoint_file is given.
-DEFAULT_MODELS = {"sample": "groove_4bar", "interpolate": "groove_4bar",
-                  "encode": "groove_4bar", "attribute": "groove_4bar",
+DEFAULT_MODELS = {"sample": "groove_4bar", "similar": "groove_4bar",
+                  "interpolate": "groove_4bar", "encode": "groove_4bar",
+                  "decode": "groove_4bar", "reconstruct": "groove_4bar",
+                  "attribute": "groove_4bar",
                   "humanize": "groove_2bar_humanize", "drumify": "groove_2bar_tap_fixed_velocity",
                   "infill": "groove_2bar_add_closed_hh"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m flax_musicvae.generate", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  from flax_musicvae import attributes  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(
+      prog="python -m flax_musicvae.generate", description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="attributes (--attribute): " + ", ".join(attributes.ATTRIBUTES) + "\n"
+             "grid corners (interpolate, 4 inputs): --input_midi_1 top-left, "
+             "--input_midi_2 top-right,\n  --input_midi_3 bottom-left, --input_midi_4 "
+             "bottom-right\n"
+             "config overrides (--checkpoint_file): --config.model.z_size=256 etc. "
+             "(sizes are read\n  off the checkpoint's shapes)")
   source = p.add_mutually_exclusive_group()
   source.add_argument("--workdir", help="training run directory (config.json + checkpoints/)")
   source.add_argument("--model", help="a shipped model by name (python -m "
@@ -67,26 +92,44 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an original Magenta checkpoint (prefix, directory or .tar); "
                            "needs --config")
   source.add_argument("--bundle_file", help="continue mode: a Magenta generator bundle (.mag)")
-  p.add_argument("--config", help="config file for --checkpoint_file, e.g. "
-                                  "configs/groove_4bar.py")
+  p.add_argument("--config", help="config (file or name in configs/) for --checkpoint_file, "
+                                  "e.g. configs/groove_4bar.py; --config.<field>=VALUE "
+                                  "overrides a field")
   p.add_argument("--mode", required=True, choices=MODES)
   p.add_argument("--output_dir", default="/tmp/flax_musicvae/generated",
                  help="where outputs go (default: %(default)s)")
-  p.add_argument("--num_outputs", type=int, default=5, help="samples to draw (sample mode)")
+  p.add_argument("--num_outputs", type=int, default=5,
+                 help="outputs of sample and similar (default: %(default)s)")
   p.add_argument("--temperature", type=float, default=None,
                  help="sampling temperature; 0 decodes greedily (default: 0.5, continue 1.0)")
-  p.add_argument("--seed", type=int, default=0, help="same seed, same output")
+  p.add_argument("--seed", type=int, default=0,
+                 help="output i uses seed + i: the same seed re-makes the same files, and "
+                      "--seed=S+i --num_outputs=1 re-makes output i alone")
   p.add_argument("--same_z", action="store_true", help="one z for every sample")
   for i in range(1, 5):
     p.add_argument(f"--input_midi_{i}", help="input MIDI file")
+  p.add_argument("--start_bar", type=int, nargs="+", default=None, metavar="N",
+                 help="first bar (from 1) of the model window to read from each input MIDI: "
+                      "one number for all inputs or one per input; needed when an input "
+                      "holds several windows (the error lists them)")
   p.add_argument("--input_wav", help="drumify: a WAV recording of tapping instead of MIDI")
   p.add_argument("--tap_threshold", type=float, default=0.1,
                  help="--input_wav: onset threshold in [0, 1); lower finds softer taps")
   p.add_argument("--tap_offset", type=float, default=0.0,
                  help="--input_wav: seconds taken off every tap (lead-in or latency)")
-  p.add_argument("--qpm", type=float, default=120.0, help="tempo of --input_wav's taps")
+  p.add_argument("--input_npz", help="decode: an .npz written by --mode=encode")
+  p.add_argument("--latent", choices=("mu", "z"), default="mu",
+                 help="decode: decode the posterior means (mu, as reconstruct) or the "
+                      "sampled z of the .npz (default: %(default)s)")
+  p.add_argument("--similarity", type=float, default=0.8,
+                 help="similar: s in [0, 1], 1 = the input's mu (default: %(default)s)")
+  p.add_argument("--qpm", type=float, default=None,
+                 help="tempo of the output MIDI/WAV (default: the input's for reconstruct "
+                      "and the tasks, 120 otherwise); drumify --input_wav: also the tempo "
+                      "of the taps (default 120)")
   p.add_argument("--num_steps", type=int, default=None,
-                 help="interpolation steps per side (default 5); continue: total steps, "
+                 help="interpolate: outputs on the path, both ends included (default 5), or "
+                      "the grid's rows and columns with 4 inputs; continue: total steps, "
                       "primer included (default 128)")
   p.add_argument("--method", choices=("slerp", "lerp"), default="slerp",
                  help="interpolation method (Magenta: slerp, magenta.js: lerp)")
@@ -152,6 +195,29 @@ def _inputs(args, needed: int) -> list[str]:
   return paths
 
 
+def _start_bars(args, n: int) -> list:
+  """``--start_bar`` for ``n`` inputs: None each, the one value for all, or one each."""
+  bars = args.start_bar
+  if bars is None:
+    return [None] * n
+  if len(bars) not in (1, n):
+    raise UsageError(f"--start_bar takes one bar for all inputs or one per input ({n}), "
+                     f"got {len(bars)}")
+  return bars * n if len(bars) == 1 else list(bars)
+
+
+def _window(args, model, path: str, index: int = 0):
+  """Input ``index`` as a NoteSequence: its window from ``--start_bar`` when given."""
+  from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
+  ns = inference.read_midi(path)
+  start = _start_bars(args, index + 1)[index]
+  if start is None:
+    return ns
+  inference.extract_window(ns, model.converter, start)  # checks the bar range
+  return inference.cut_bars(ns, start, inference.window_bars(model.converter),
+                            model.converter)
+
+
 def _temperature(args) -> float | None:
   if args.temperature < 0:
     raise UsageError("--temperature must be >= 0")
@@ -169,7 +235,9 @@ class Writer:
     self.dir.mkdir(parents=True, exist_ok=True)
 
   def sequences(self, seqs, titles=None, suffix: str = "") -> None:
-    from flax_musicvae import render  # pylint: disable=g-import-not-at-top
+    from flax_musicvae import inference, render  # pylint: disable=g-import-not-at-top
+    if self.args.qpm:
+      seqs = [inference.set_qpm(ns, self.args.qpm) for ns in seqs]
     n = len(seqs)
     for i, ns in enumerate(seqs):
       path = render.write_midi(ns, self.dir / f"{self.prefix}{suffix}-{i + 1:03d}-of-{n:03d}.mid")
@@ -190,12 +258,23 @@ def _controls(args, model):
 def _sample(args, model, writer) -> None:
   if args.num_outputs < 1:
     raise UsageError("--num_outputs must be >= 1")
-  z = model.sample_z(args.num_outputs, args.same_z, args.seed)
+  z = model.sample_each(args.num_outputs, args.same_z, args.seed)
   if args.attribute_file:
     from flax_musicvae import attributes  # pylint: disable=g-import-not-at-top
     z = attributes.AttributeVector.load(args.attribute_file).apply(z, args.strength[0])
-  writer.sequences(model.decode(z, _temperature(args), _controls(args, model),
-                                seed=args.seed))
+  writer.sequences(model.decode_each(z, _temperature(args), _controls(args, model),
+                                     seed=args.seed),
+                   [f"seed {args.seed + i}" for i in range(len(z))])
+
+
+def _similar(args, model, writer) -> None:
+  if args.num_outputs < 1:
+    raise UsageError("--num_outputs must be >= 1")
+  path = _inputs(args, 1)[0]
+  seqs = model.similar(path, args.num_outputs, args.similarity, _temperature(args),
+                       _controls(args, model), args.seed, _start_bars(args, 1)[0])
+  writer.sequences(seqs, [f"similarity {args.similarity:g}, seed {args.seed + i}"
+                          for i in range(len(seqs))])
 
 
 def _write_candidates(err, model, writer) -> None:
@@ -209,16 +288,24 @@ def _interpolate(args, model, writer) -> None:
   paths = _inputs(args, 2)
   if len(paths) == 3:
     raise UsageError("interpolate takes 2 inputs (a path) or 4 (a grid), not 3")
+  starts = _start_bars(args, len(paths))
   try:
     if len(paths) == 4:
-      grid = model.interpolate_grid(paths, args.num_steps, args.num_steps,
-                                    _temperature(args), args.seed)
+      n = args.num_steps
+      grid = model.interpolate_grid(paths, n, n, _temperature(args), args.seed, starts)
       seqs = [ns for row in grid for ns in row]
-      titles = [f"row {r}, col {c}" for r in range(args.num_steps)
-                for c in range(args.num_steps)]
+      corners = {(0, 0): "top-left", (0, n - 1): "top-right", (n - 1, 0): "bottom-left",
+                 (n - 1, n - 1): "bottom-right"}
+      names = dict(zip(corners, paths))
+      titles = [f"row {r + 1}, col {c + 1}"
+                + (f" = {corners[r, c]} {pathlib.Path(names[r, c]).name}"
+                   if (r, c) in corners else "") for r in range(n) for c in range(n)]
+      for (r, c), corner in corners.items():
+        print(f"grid {corner}: output {r * n + c + 1} decodes {names[r, c]}")
     else:
       seqs = model.interpolate(paths[0], paths[1], args.num_steps, args.method,
-                               _temperature(args), _controls(args, model), args.seed)
+                               _temperature(args), _controls(args, model), args.seed,
+                               starts)
       titles = [f"step {i} ({args.method} t={i / (args.num_steps - 1):.2f})"
                 for i in range(args.num_steps)]
   except inference.MultipleExtractedExamplesError as err:
@@ -230,10 +317,39 @@ def _interpolate(args, model, writer) -> None:
 def _encode(args, model, writer) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   paths = _inputs(args, 1)
-  z, mu, sigma = model.encode(paths, args.seed)
+  starts = _start_bars(args, len(paths))
+  z, mu, sigma = model.encode(paths, args.seed, starts)
   out = writer.dir / f"{writer.prefix}_encoded.npz"
-  np.savez(out, z=z, mu=mu, sigma=sigma, inputs=np.array(paths))
+  np.savez(out, z=z, mu=mu, sigma=sigma, inputs=np.array(paths),
+           start_bars=np.array([b or 0 for b in starts]),
+           model=np.array(model.config.get("name", "")))
   print(f"wrote {out} (z, mu, sigma: {z.shape})")
+
+
+def _decode(args, model, writer) -> None:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if not args.input_npz:
+    raise UsageError("--mode=decode needs --input_npz (an .npz written by --mode=encode)")
+  try:
+    with np.load(args.input_npz) as f:
+      z = f[args.latent]
+      names = [pathlib.Path(str(x)).name for x in f["inputs"]] if "inputs" in f else []
+  except (OSError, ValueError, KeyError) as e:
+    raise UsageError(f"{args.input_npz}: not an .npz from --mode=encode "
+                     f"with {args.latent!r} ({e})") from e
+  seqs = model.decode_each(z, _temperature(args), _controls(args, model), seed=args.seed)
+  writer.sequences(seqs, [f"{args.latent} of {names[i]}" if i < len(names)
+                          else f"{args.latent} {i + 1}" for i in range(len(seqs))])
+
+
+def _reconstruct(args, model, writer) -> None:
+  from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
+  paths = _inputs(args, 1)
+  starts = _start_bars(args, len(paths))
+  seqs = [inference.reconstruct(model, path, _temperature(args), args.seed + i, start)
+          for i, (path, start) in enumerate(zip(paths, starts))]
+  writer.sequences(seqs, [f"reconstruction of {pathlib.Path(p).name}"
+                          + (f" from bar {b}" if b else "") for p, b in zip(paths, starts)])
 
 
 def _task(args, model, writer) -> None:
@@ -241,18 +357,19 @@ def _task(args, model, writer) -> None:
   temperature = _temperature(args)
   if args.mode == "drumify" and args.input_wav:
     from flax_musicvae import audio_taps  # pylint: disable=g-import-not-at-top
-    source = audio_taps.wav_to_taps(args.input_wav, args.qpm, args.tap_threshold,
+    source = audio_taps.wav_to_taps(args.input_wav, args.qpm or 120.0, args.tap_threshold,
                                     args.tap_offset)
     print(f"detected {len(source.notes)} taps in {args.input_wav}")
     writer.sequences([source], ["taps"], suffix="_taps")
   elif args.mode == "transfer":
     hits, groove = _inputs(args, 2)[:2]
-    out = inference.transfer(model, hits, groove, temperature, args.seed)
+    out = inference.transfer(model, _window(args, model, hits, 0),
+                             _window(args, model, groove, 1), temperature, args.seed)
     writer.sequences([out], [f"hits of {pathlib.Path(hits).name}, groove of "
                              f"{pathlib.Path(groove).name}"])
     return
   else:
-    source = _inputs(args, 1)[0]
+    source = _window(args, model, _inputs(args, 1)[0])
   fn = {"humanize": inference.humanize, "drumify": inference.drumify}.get(args.mode)
   if fn is not None:
     out = fn(model, source, temperature, args.seed)
@@ -277,10 +394,36 @@ def _attribute(args, model, writer) -> None:
     raise UsageError("--mode=attribute needs --attribute=NAME (compute) or --attribute_file "
                      "with --input_midi_1 (apply)")
   vec = attributes.AttributeVector.load(args.attribute_file)
-  _, mu, _ = model.encode(_inputs(args, 1)[:1], args.seed)
+  _, mu, _ = model.encode(_inputs(args, 1)[:1], args.seed, _start_bars(args, 1))
   z = vec.apply(mu.repeat(len(args.strength), 0), args.strength)
-  seqs = model.decode(z, _temperature(args), seed=args.seed)
+  seqs = model.decode_each(z, _temperature(args), seed=args.seed)
   writer.sequences(seqs, [f"{vec.name} x {s:+g}" for s in args.strength])
+
+
+def load_config(args):
+  """``--config`` (a file or a name in configs/, read by ``config_lib.load``) with the
+  ``--config.<field>=VALUE`` overrides applied as ml_collections' config flags do."""
+  # pylint: disable-next=g-import-not-at-top
+  from absl import flags
+  from ml_collections import config_flags
+  from flax_musicvae import config_lib
+  try:
+    config = config_lib.load(args.config)
+  except (OSError, ImportError, SyntaxError, AttributeError) as e:
+    raise UsageError(f"--config={args.config}: {e}") from e
+  overrides = getattr(args, "config_overrides", [])
+  if not overrides:
+    return config
+  argv = ["generate", *overrides]
+  values = flags.FlagValues()
+  try:
+    holder = config_flags.DEFINE_config_dict("config", config, flag_values=values,
+                                             sys_argv=argv)
+    values(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    message = " ".join(str(e).split()).strip("'\"")
+    raise UsageError(f"config override {' '.join(overrides)}: {message}") from e
+  return holder.value
 
 
 def run(args) -> None:
@@ -316,22 +459,33 @@ def run(args) -> None:
     raise UsageError("--checkpoint_file needs --config (the Magenta config it was trained with)")
   else:
     # pylint: disable-next=g-import-not-at-top
-    from flax_musicvae import config_lib
-    from flax_musicvae.checkpoints import magenta_import, tensor_bundle
+    from flax_musicvae.checkpoints import tensor_bundle
+    config = load_config(args)
     try:
-      model = inference.MusicVAEModel.from_magenta_checkpoint(
-          config_lib.load(args.config), args.checkpoint_file)
-    except (magenta_import.CheckpointMismatchError, tensor_bundle.CheckpointError) as e:
-      raise UsageError(f"{args.checkpoint_file} does not fit {args.config}: {e}") from e
+      model = inference.MusicVAEModel.from_magenta_checkpoint(config, args.checkpoint_file)
+    except tensor_bundle.CheckpointError as e:
+      raise UsageError(f"{args.checkpoint_file}: {e}") from e
+    changed = {k: model.config.model[k] for k in ("z_size", "enc_rnn_size", "dec_rnn_size")
+               if model.config.model[k] != config.model[k]}
+    if changed:
+      print("sizes from the checkpoint: " + ", ".join(f"{k} {v}" for k, v in changed.items()),
+            file=sys.stderr)
   writer = Writer(args, model.config.get("name", ""))
-  handlers = {"sample": _sample, "interpolate": _interpolate, "encode": _encode,
+  handlers = {"sample": _sample, "similar": _similar, "interpolate": _interpolate,
+              "encode": _encode, "decode": _decode, "reconstruct": _reconstruct,
               "attribute": _attribute}
   handlers.get(args.mode, _task)(args, model, writer)
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args, rest = parser.parse_known_args(argv)
+  overrides = [a for a in rest if a.startswith("--config.")]
+  if len(overrides) != len(rest):
+    parser.error("unrecognized arguments: " + " ".join(a for a in rest if a not in overrides))
+  if overrides and not args.config:
+    parser.error("--config.<field> overrides need --config")
+  args.config_overrides = overrides
   # note_seq imports pydub, which warns about a missing ffmpeg that nothing here uses.
   warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
   defer_note_seq_notebook_utils()

@@ -1,14 +1,22 @@
 r"""Imports a Magenta TF1 MusicVAE / GrooVAE checkpoint, or exports ours (no TensorFlow needed).
 
+  python -m flax_musicvae.import_checkpoint --name=groove_2bar_humanize   (downloads it)
+  flax-musicvae-import --name=groove_4bar --source=groovae_4bar.tar --workdir=/tmp/g4
   python -m flax_musicvae.import_checkpoint --config=configs/groove_4bar.py \
       --checkpoint=groovae_4bar.tar --workdir=/tmp/groovae_4bar
   python -m flax_musicvae.import_checkpoint --workdir=/tmp/my_run \
       --tf_checkpoint=/tmp/export/model.ckpt --magentajs_dir=/tmp/js
 
-``--checkpoint`` is a checkpoint prefix (``.../model.ckpt-1234``), its directory or
-one of Magenta's published ``.tar`` bundles. The variables are checked against the
-model built from ``--config`` (a mismatch lists missing, unexpected and mis-shaped
-variables) and written to ``--workdir`` in the training program's layout:
+``--name`` is one of Magenta's published checkpoints (``PUBLISHED``; the table with
+their configs is docs/magenta_checkpoints.md): its config is ours of that name and
+``--source`` a local ``.tar`` or a URL (default: Magenta's address, downloaded once to
+``~/.cache/flax_musicvae/downloads``); ``--workdir`` defaults to
+``~/.cache/flax_musicvae/magenta/<name>``. ``--checkpoint`` is a checkpoint prefix
+(``.../model.ckpt-1234``), its directory or a ``.tar`` bundle, for ``--config``.
+The sizes (``z_size``, ``enc_rnn_size``, ``dec_rnn_size``) are read off the
+checkpoint's shapes; the variables are checked against the model built from the
+config (a mismatch lists missing, unexpected and mis-shaped variables) and written
+to the workdir in the training program's layout:
 
   <workdir>/config.json
   <workdir>/checkpoints/<global_step>/params   orbax: the imported weights
@@ -33,8 +41,12 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import tarfile
 from typing import Any, Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from flax_musicvae import cli  # first: it silences a warning of note_seq's imports
 # pylint: disable=g-import-not-at-top,wrong-import-order
@@ -49,6 +61,30 @@ from flax_musicvae import workdir as workdir_lib
 from flax_musicvae.checkpoints import magenta_import
 from flax_musicvae.checkpoints import tensor_bundle
 
+#: Magenta's published MusicVAE / GrooVAE checkpoints (magenta/models/music_vae/README.md):
+#: our name -> (Magenta's checkpoint id: the .tar's name, our config in configs/).
+PUBLISHED = {
+    "cat_mel_2bar_big": ("cat-mel_2bar_big", "cat_mel_2bar_big"),
+    "hierdec_mel_16bar": ("hierdec-mel_16bar", "hierdec_mel_16bar"),
+    "hierdec_trio_16bar": ("hierdec-trio_16bar", "hierdec_trio_16bar"),
+    "cat_drums_2bar_small_lokl": ("cat-drums_2bar_small.lokl", "cat_drums_2bar_small"),
+    "cat_drums_2bar_small_hikl": ("cat-drums_2bar_small.hikl", "cat_drums_2bar_small"),
+    "nade_drums_2bar_full": ("nade-drums_2bar_full", "nade_drums_2bar_full"),
+    "groove_4bar": ("groovae_4bar", "groove_4bar"),
+    "groove_2bar_humanize": ("groovae_2bar_humanize", "groove_2bar_humanize"),
+    "groove_2bar_tap_fixed_velocity": ("groovae_2bar_tap_fixed_velocity",
+                                       "groove_2bar_tap_fixed_velocity"),
+    "groove_2bar_add_closed_hh": ("groovae_2bar_add_closed_hh", "groove_2bar_add_closed_hh"),
+    "groove_2bar_hits_control": ("groovae_2bar_hits_control", "groove_2bar_hits_control_tfds"),
+}
+MAGENTA_URL = "https://storage.googleapis.com/magentadata/models/music_vae/checkpoints/{}.tar"
+
+_NAME = flags.DEFINE_string(
+    "name", None, "A published Magenta checkpoint: " + ", ".join(PUBLISHED)
+    + " (or Magenta's id, e.g. groovae_4bar); sets the config and the default --source.")
+_SOURCE = flags.DEFINE_string(
+    "source", None, "With --name: a local .tar / checkpoint or an http(s) URL "
+    "(default: Magenta's address of the .tar).")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Model configuration file (configs/<name>.py): needed to import; an "
     "export uses the workdir's config.json.", lock_config=True)
@@ -66,7 +102,57 @@ _SUBSTITUTIONS = flags.DEFINE_multi_string(
 _MAGENTAJS_DIR = flags.DEFINE_string(
     "magentajs_dir", None, "Also write a magenta.js checkpoint folder here.")
 
-flags.mark_flags_as_required(["workdir"])
+
+
+def published(name: str) -> tuple[str, str]:
+  """``(our name, Magenta id)`` of a published checkpoint given either name."""
+  for ours, (magenta_id, _) in PUBLISHED.items():
+    if name in (ours, magenta_id):
+      return ours, magenta_id
+  raise app.UsageError(f"unknown checkpoint name {name!r}; known: {', '.join(PUBLISHED)} "
+                       "(docs/magenta_checkpoints.md)")
+
+
+def fetch(source: str, cache_dir: str | os.PathLike) -> pathlib.Path:
+  """A local path for ``source``: itself, or an http(s) URL downloaded once to
+  ``cache_dir`` (a partial download never takes the final name)."""
+  if urllib.parse.urlparse(source).scheme not in ("http", "https"):
+    if not os.path.exists(source):
+      raise FileNotFoundError(f"{source}: no such file")
+    return pathlib.Path(source)
+  name = pathlib.PurePosixPath(urllib.parse.urlparse(source).path).name or "checkpoint.tar"
+  target = pathlib.Path(cache_dir) / name
+  if target.exists():
+    print(f"using {target} (downloaded before from {source})")
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  partial = target.with_name(f"{name}.{os.getpid()}.part")
+  try:
+    with urllib.request.urlopen(source, timeout=60) as response, open(partial, "wb") as f:
+      shutil.copyfileobj(response, f, 1 << 20)
+  except (urllib.error.URLError, OSError) as e:
+    partial.unlink(missing_ok=True)
+    raise app.UsageError(f"cannot download {source}: {getattr(e, 'reason', e)}") from e
+  partial.replace(target)
+  print(f"downloaded {source} -> {target} ({target.stat().st_size:,} bytes)")
+  return target
+
+
+def import_published(name: str, source: str | None = None,
+                     workdir: str | os.PathLike | None = None,
+                     substitutions: Sequence[tuple[str, str]] = ()
+                     ) -> tuple[pathlib.Path, ml_collections.ConfigDict]:
+  """Imports published checkpoint ``name`` from ``source`` (a file or URL; default
+  Magenta's URL) into ``workdir`` (default ``<cache>/magenta/<name>``).
+
+  Returns the checkpoint folder and the config (sizes read off the checkpoint)."""
+  from flax_musicvae import config_lib, inference  # pylint: disable=g-import-not-at-top
+  ours, magenta_id = published(name)
+  path = fetch(source or MAGENTA_URL.format(magenta_id), inference.CACHE_DIR / "downloads")
+  config, _, _ = inference.with_checkpoint_sizes(config_lib.load(PUBLISHED[ours][1]), path)
+  params, step = magenta_import.import_params(path, config, substitutions)
+  workdir = workdir or inference.CACHE_DIR / "magenta" / ours
+  return save_to_workdir(params, step, config, workdir), config
 
 
 def parse_substitutions(specs: Sequence[str]) -> list[tuple[str, str]]:
@@ -95,9 +181,26 @@ def save_to_workdir(params: Any, step: int, config: ml_collections.ConfigDict,
 
 
 def run(config: ml_collections.ConfigDict | None) -> None:
-  if _CHECKPOINT.value:
+  if _NAME.value:
+    if _CHECKPOINT.value or config is not None:
+      raise app.UsageError("--name sets the config and checkpoint: leave out --config and "
+                           "--checkpoint (or use them without --name)")
+    folder, config = import_published(_NAME.value, _SOURCE.value, _WORKDIR.value,
+                                      parse_substitutions(_SUBSTITUTIONS.value))
+    print(f"Imported {_NAME.value} -> {folder}\n  use it: flax-musicvae-generate "
+          f"--workdir={folder.parent.parent} --mode=sample")
+    if not (_TF_CHECKPOINT.value or _MAGENTAJS_DIR.value):
+      return
+    config, params, step = workdir_lib.load(folder.parent.parent)
+  elif not _WORKDIR.value:
+    raise app.UsageError("--workdir is needed (to import into, or to export from)")
+  elif _SOURCE.value:
+    raise app.UsageError("--source goes with --name; a checkpoint for --config is --checkpoint")
+  elif _CHECKPOINT.value:
     if config is None:
       raise app.UsageError("--checkpoint needs --config (the model the checkpoint is for)")
+    from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
+    config, _, _ = inference.with_checkpoint_sizes(config, _CHECKPOINT.value)
     params, step = magenta_import.import_params(
         _CHECKPOINT.value, config, parse_substitutions(_SUBSTITUTIONS.value))
     folder = save_to_workdir(params, step, config, _WORKDIR.value)
@@ -115,6 +218,11 @@ def run(config: ml_collections.ConfigDict | None) -> None:
     print(f"magenta.js checkpoint -> {_MAGENTAJS_DIR.value}")
 
 
+def cli_main() -> None:
+  """The ``flax-musicvae-import`` console command."""
+  app.run(main, flags_parser=cli.parse_flags)
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -126,4 +234,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli_main()

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import os
 import pathlib
+import re
 from typing import Any, Sequence, Union
 
 import jax
@@ -112,14 +113,22 @@ def _name(ns) -> str:
 
 
 def check_input(ns, converter) -> None:
-  """Raises ``InputError`` for inputs no example can come from, saying why."""
+  """Raises ``InputError`` for inputs no example can come from, saying why.
+
+  Any meter whose bar is the model's bar length is accepted (Magenta's rule: 16 steps
+  per bar at 4 steps per quarter, so 4/4, 2/2 and 8/8, not 3/4 or 6/8).
+  """
   if not ns.notes:
     raise NoExtractedExamplesError(f"{_name(ns)} has no notes")
+  want = getattr(converter, "steps_per_bar", 16)
+  per_quarter = getattr(converter, "steps_per_quarter", 4)
   for ts in ns.time_signatures:
-    if (ts.numerator, ts.denominator) != (4, 4):
+    steps = per_quarter * 4 * ts.numerator / ts.denominator if ts.denominator else 0
+    if steps != want:
       raise NoExtractedExamplesError(
-          f"{_name(ns)} is in {ts.numerator}/{ts.denominator} time at {ts.time:.2f}s; "
-          "MusicVAE models only handle 4/4: re-export the clip in 4/4")
+          f"{_name(ns)} is in {ts.numerator}/{ts.denominator} time at {ts.time:.2f}s: "
+          f"{steps:g} steps per bar, but this model's bars have {want} (e.g. 4/4 or 2/2): "
+          f"re-export the clip in a meter of {want // per_quarter} quarter notes a bar")
   drums_only = type(converter).__name__ in ("GrooveConverter", "DrumsConverter")
   if drums_only and not any(n.is_drum for n in ns.notes):
     raise NoExtractedExamplesError(
@@ -128,18 +137,6 @@ def check_input(ns, converter) -> None:
   if not drums_only and all(n.is_drum for n in ns.notes):
     raise NoExtractedExamplesError(
         f"{_name(ns)} only has drum notes but this model needs pitched instruments")
-
-
-def _window_summary(tensors, steps_per_bar: int, shown: int = 8) -> str:
-  """One line per candidate example (the first ``shown``): its bars and active steps."""
-  lines = []
-  for i, out in enumerate(tensors.outputs[:shown]):
-    active = int(np.count_nonzero(np.any(out > 0, axis=1)))
-    lines.append(f"  [{i}] {len(out) // steps_per_bar} bars, {active}/{len(out)} steps "
-                 "with notes")
-  if len(tensors) > shown:
-    lines.append(f"  ... and {len(tensors) - shown} more")
-  return "\n".join(lines)
 
 
 def _infer_tensors(ns, converter, no_example: str):
@@ -154,19 +151,255 @@ def _infer_tensors(ns, converter, no_example: str):
   return tensors
 
 
-def extract_one(ns, converter, steps_per_bar: int = 16):
-  """The single example of ``ns`` (Magenta's TrainedModel.encode contract)."""
+# ----------------------------------------------------------------------------- windows
+#
+# Bars are numbered from 1, as in a score. A "window" is the model's length in bars
+# (``window_bars``) starting at some bar; the converter's own candidates start every
+# ``window_hop_bars`` bars (GrooVAE: one window after the other; melodies and drums:
+# every bar, Magenta's one-bar hop).
+
+
+def window_bars(converter) -> int | None:
+  """The model's window length in bars (None: the whole sequence is one example)."""
+  return getattr(converter, "split_bars", None) or getattr(converter, "slice_bars", None)
+
+
+def window_hop_bars(converter) -> int:
+  """Bars between the starts of the converter's candidate windows."""
+  bars = window_bars(converter) or 1
+  if hasattr(converter, "split_bars"):  # GrooveConverter: hop_size steps (default a window)
+    hop = getattr(converter, "hop_size", None)
+    return max(1, hop // converter.steps_per_bar) if hop else bars
+  return 1
+
+
+def bar_seconds(ns, converter) -> float:
+  """Length of one bar of ``ns`` in seconds (its first tempo; 120 qpm without one)."""
+  qpm = ns.tempos[0].qpm if ns.tempos else 120.0
+  per_quarter = getattr(converter, "steps_per_quarter", 4)
+  return 60.0 / qpm * getattr(converter, "steps_per_bar", 16) / per_quarter
+
+
+def num_bars(ns, converter) -> int:
+  """Bars that hold a note onset of ``ns`` (a note sounding on into a bar does not count)."""
+  bar = bar_seconds(ns, converter)
+  step = bar / getattr(converter, "steps_per_bar", 16)
+  last = max((n.start_time for n in ns.notes), default=0.0)
+  return int((last + step / 2) // bar) + 1
+
+
+def cut_bars(ns, start_bar: int, bars: int, converter):
+  """Bars ``start_bar .. start_bar + bars - 1`` (1-based) of ``ns`` as a sequence from 0 s.
+
+  A note belongs to the bar its onset quantizes into (an onset up to half a step
+  early stays in the window, at 0 s); tempos, meters and chord symbols in force at
+  the window's start move to 0 s.
+  """
+  from note_seq import sequences_lib  # pylint: disable=g-import-not-at-top
+  if start_bar < 1:
+    raise InputError(f"bars are numbered from 1, got start bar {start_bar}")
+  bar = bar_seconds(ns, converter)
+  half_step = bar / getattr(converter, "steps_per_bar", 16) / 2
+  begin = (start_bar - 1) * bar
+  lo = max(0.0, begin - half_step)
+  out = sequences_lib.extract_subsequence(ns, lo, begin + bars * bar - half_step)
+  shift = lo - begin  # -half_step, or 0 at the first bar
+  for items in (out.tempos, out.time_signatures, out.key_signatures, out.text_annotations,
+                out.control_changes, out.pitch_bends):
+    for item in items:
+      item.time = max(0.0, item.time + shift)
+  for note in out.notes:
+    note.start_time = max(0.0, note.start_time + shift)
+    note.end_time = max(note.start_time + half_step, note.end_time + shift)
+  out.total_time = bars * bar
+  out.filename = ns.filename
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+  """A candidate window: its first bar (1-based), its length and its examples."""
+
+  start_bar: int
+  bars: int
+  tensors: Any
+
+  @property
+  def label(self) -> str:
+    return f"bars {self.start_bar}-{self.start_bar + self.bars - 1}"
+
+
+def _is_groove(converter) -> bool:
+  return type(converter).__name__ == "GrooveConverter"
+
+
+def _groove_window(ns, converter, start_bar: int, bars: int):
+  """GrooVAE window from the whole sequence's grid (as the converter cuts its windows:
+  an onset played early into the window keeps its micro-timing), silence-padded."""
+  whole = dataclasses.replace(converter, split_bars=None, hop_size=None,
+                              max_note_dropout_probability=None)
+  grid = _infer_tensors(ns, whole, "yields no drum grid")
+  steps = bars * converter.steps_per_bar
+  begin = (start_bar - 1) * converter.steps_per_bar
+  cut = lambda a: np.pad(a[begin:begin + steps], ((0, max(0, begin + steps - len(a))),  # noqa: E731
+                                                  (0, 0)))
+  from flax_musicvae.data import converter as converter_lib  # pylint: disable=g-import-not-at-top
+  return converter_lib.ConverterTensors([cut(grid.inputs[0])], [cut(grid.outputs[0])],
+                                        [cut(grid.controls[0])], [steps])
+
+
+def candidate_windows(ns, converter) -> list[Window]:
+  """Every window the converter's hop gives that yields an example, in bar order."""
+  check_input(ns, converter)
+  bars = window_bars(converter)
+  if bars is None:
+    return [Window(1, num_bars(ns, converter), _infer_tensors(ns, converter, "yields nothing"))]
+  if _is_groove(converter):  # every window of the grid, as the converter's
+    return [Window(start, bars, None) for start in
+            range(1, num_bars(ns, converter) - bars + 2, window_hop_bars(converter))]
+  out = []
+  for start in range(1, num_bars(ns, converter) - bars + 2, window_hop_bars(converter)):
+    try:
+      tensors = converter.to_tensors(cut_bars(ns, start, bars, converter), "infer")
+    except ValueError:
+      continue
+    if len(tensors):
+      out.append(Window(start, bars, tensors))
+  return out
+
+
+def list_windows(windows: Sequence[Window], shown: int = 6) -> str:
+  """``bars 1-2, 3-4, ..., 53-54``: one line, however many windows."""
+  labels = [w.label.removeprefix("bars ") for w in windows]
+  if len(labels) > shown + 1:
+    labels = labels[:shown] + ["...", labels[-1]]
+  return "bars " + ", ".join(labels)
+
+
+def extract_window(ns, converter, start_bar: int):
+  """The example of the window starting at bar ``start_bar`` (1-based) of ``ns``."""
+  check_input(ns, converter)
+  bars = window_bars(converter)
+  if bars is None:
+    raise InputError("this model takes whole sequences: --start_bar does not apply")
+  total = num_bars(ns, converter)
+  if start_bar < 1 or start_bar + bars - 1 > total:
+    raise NoExtractedExamplesError(
+        f"{_name(ns)} has {total} bars: a {bars}-bar window starts at bar 1 .. "
+        f"{max(1, total - bars + 1)}, not {start_bar}")
+  window = Window(start_bar, bars, None)
+  if _is_groove(converter):
+    return _groove_window(ns, converter, start_bar, bars)
+  tensors = _infer_tensors(
+      cut_bars(ns, start_bar, bars, converter), converter,
+      f"{window.label} yield no example (e.g. rests, or notes outside the model's range)")
+  if len(tensors) > 1:
+    raise MultipleExtractedExamplesError(
+        f"{_name(ns)} {window.label} hold {len(tensors)} melodies (instruments or "
+        "voices); keep one in the file", tensors)
+  return tensors
+
+
+def extract_one(ns, converter, start_bar: int | None = None):
+  """The single example of ``ns`` (Magenta's TrainedModel.encode contract), or of its
+  window starting at bar ``start_bar`` (1-based)."""
+  if start_bar is not None:
+    return extract_window(ns, converter, start_bar)
   tensors = _infer_tensors(
       ns, converter,
       f"yields no example: the model needs one {converter_window_desc(converter)} "
-      "window in 4/4 with a single tempo; pass a longer clip, or a task mode (humanize, "
-      "drumify, infill, transfer) that chunks any length")
+      "window with 16 steps a bar (e.g. 4/4 or 2/2) and a single tempo; pass a longer "
+      "clip, or a mode that runs over any length (reconstruct, humanize, drumify, infill, "
+      "transfer)")
   if len(tensors) > 1:
+    windows = candidate_windows(ns, converter)
     raise MultipleExtractedExamplesError(
-        f"{_name(ns)} yields {len(tensors)} candidate windows; encode needs exactly one. "
-        f"Trim the clip to one window ({converter_window_desc(converter)}). Candidates:\n"
-        + _window_summary(tensors, steps_per_bar), tensors)
+        f"{_name(ns)} yields {len(windows) or len(tensors)} candidate "
+        f"{converter_window_desc(converter)} windows"
+        + (f" ({list_windows(windows)})" if windows else "")
+        + "; pass --start_bar=N for the window from bar N", tensors)
   return tensors
+
+
+def _per_input(start_bars, n: int) -> list:
+  """``start_bars`` (None, one bar for all, or one per input) as a list of ``n``."""
+  if start_bars is None or isinstance(start_bars, (int, np.integer)):
+    return [start_bars] * n
+  start_bars = list(start_bars)
+  if len(start_bars) == 1:
+    return start_bars * n
+  if len(start_bars) != n:
+    raise InputError(f"{len(start_bars)} start bars for {n} inputs: give one for all or "
+                     "one per input")
+  return start_bars
+
+
+def set_qpm(ns, qpm: float):
+  """``ns`` played at ``qpm`` (same bars and steps; times scaled, one tempo)."""
+  if qpm <= 0:
+    raise InputError(f"qpm must be > 0, got {qpm}")
+  scale = (ns.tempos[0].qpm if ns.tempos else 120.0) / qpm
+  for note in ns.notes:
+    note.start_time *= scale
+    note.end_time *= scale
+  for items in (ns.time_signatures, ns.key_signatures, ns.text_annotations,
+                ns.control_changes, ns.pitch_bends):
+    for item in items:
+      item.time *= scale
+  del ns.tempos[:]
+  ns.tempos.add(qpm=qpm)
+  ns.total_time *= scale
+  return ns
+
+
+_SIZE_PATTERNS = {  # Magenta variable names whose shapes give the RNN widths, layer by layer
+    "enc_rnn_size": re.compile(r"^encoder/(?:hierarchical_level_0/)?cell_(\d+)/"
+                               r"bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel$"),
+    "dec_rnn_size": re.compile(r"^(?:core_decoder/(?:core_decoder_0/)?)?decoder/"
+                               r"multi_rnn_cell/cell_(\d+)/lstm_cell/kernel$"),
+}
+
+
+def checkpoint_sizes(shapes: dict[str, Sequence[int]]) -> dict[str, Any]:
+  """``z_size``, ``enc_rnn_size`` and ``dec_rnn_size`` read off a Magenta checkpoint's
+  variable shapes (``{name: shape}``); the ones it has no variables for are left out."""
+  sizes = {}
+  if "encoder/mu/kernel" in shapes:
+    sizes["z_size"] = int(shapes["encoder/mu/kernel"][1])
+  for key, pattern in _SIZE_PATTERNS.items():
+    layers = sorted((int(m[1]), int(shape[1]) // 4) for name, shape in shapes.items()
+                    if (m := pattern.match(name)))
+    if layers:
+      sizes[key] = tuple(width for _, width in layers)
+  return sizes
+
+
+def with_checkpoint_sizes(config, checkpoint: PathLike):
+  """``(config with the checkpoint's sizes, sizes found, the config's own sizes)``."""
+  from flax_musicvae.checkpoints import tensor_bundle  # pylint: disable=g-import-not-at-top
+  found = checkpoint_sizes({k: shape for k, (shape, _)
+                            in tensor_bundle.list_variables(checkpoint).items()})
+  given = {k: (tuple(config.model[k]) if isinstance(config.model[k], (tuple, list))
+               else config.model[k]) for k in found}
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.update(found)
+  return config, found, given
+
+
+def _one_line(message: str, shown: int = 2) -> str:
+  """A multi-line mismatch listing as one line: each heading with its first items."""
+  parts, items = [], []
+  for line in message.splitlines()[1:]:
+    if line.startswith("    "):
+      items.append(line.strip())
+    else:
+      if items:
+        parts[-1] += " " + ", ".join(items[:shown]) + (", ..." if len(items) > shown else "")
+      parts.append(line.strip())
+      items = []
+  if items and parts:
+    parts[-1] += " " + ", ".join(items[:shown]) + (", ..." if len(items) > shown else "")
+  return "; ".join(parts) or message.strip()
 
 
 def converter_window_desc(converter) -> str:
@@ -303,10 +536,27 @@ class MusicVAEModel:
 
   @classmethod
   def from_magenta_checkpoint(cls, config, checkpoint: PathLike,
-                              var_name_substitutions=(), **kwargs) -> "MusicVAEModel":
-    """A model from an original Magenta TF checkpoint (prefix, directory or ``.tar``)."""
+                              var_name_substitutions=(), infer_sizes: bool = True,
+                              **kwargs) -> "MusicVAEModel":
+    """A model from an original Magenta TF checkpoint (prefix, directory or ``.tar``).
+
+    With ``infer_sizes`` the config's ``z_size``, ``enc_rnn_size`` and ``dec_rnn_size``
+    are taken from the checkpoint's shapes (:func:`checkpoint_sizes`); a checkpoint
+    that still does not fit raises ``InputError``: one line naming the sizes found and
+    the config's.
+    """
     from flax_musicvae.checkpoints import magenta_import  # pylint: disable=g-import-not-at-top
-    params, _ = magenta_import.import_params(checkpoint, config, var_name_substitutions)
+    if infer_sizes:
+      config, found, given = with_checkpoint_sizes(config, checkpoint)
+    try:
+      params, _ = magenta_import.import_params(checkpoint, config, var_name_substitutions)
+    except magenta_import.CheckpointMismatchError as e:
+      if not infer_sizes:
+        raise
+      sizes = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "none"  # noqa: E731
+      raise InputError(f"{checkpoint} does not fit config {config.get('name') or ''}: "
+                       f"checkpoint sizes {sizes(found)}; config sizes {sizes(given)}; "
+                       f"{_one_line(str(e))}") from e
     return cls(config, params, **kwargs)
 
   @classmethod
@@ -398,10 +648,17 @@ class MusicVAEModel:
 
   # --- sequences
 
-  def encode(self, sequences: Sequence[Any], seed: int = 0
+  def encode(self, sequences: Sequence[Any], seed: int = 0, start_bars=None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(z, mu, sigma)`` of NoteSequences or MIDI paths, one window each."""
-    examples = [extract_one(as_note_sequence(s), self.converter) for s in sequences]
+    """``(z, mu, sigma)`` of NoteSequences or MIDI paths, one window each.
+
+    ``start_bars``: the first bar (1-based) of each input's window, one number for all
+    or None; without it an input must yield exactly one window (else the error lists
+    the candidates).
+    """
+    starts = _per_input(start_bars, len(sequences))
+    examples = [extract_one(as_note_sequence(s), self.converter, b)
+                for s, b in zip(sequences, starts)]
     inputs = np.stack([t.inputs[0] for t in examples])
     controls = np.stack([t.controls[0] for t in examples])
     lengths = np.array([t.lengths[0] for t in examples])
@@ -411,6 +668,24 @@ class MusicVAEModel:
              length: int | None = None, seed: int = 0) -> list:
     out = self.decode_to_tensors(z, temperature, controls, length, seed)
     return self.to_sequences(out, controls)
+
+  def decode_each(self, z: np.ndarray, temperature: float | None = 0.5, controls=None,
+                  length: int | None = None, seed: int = 0) -> list:
+    """Output ``i`` decoded with seed ``seed + i``: exactly ``decode(z[i:i+1],
+    seed=seed + i)``, so one output can be re-made alone (greedy decoding batches)."""
+    z = np.asarray(z, np.float32)
+    if temperature is None:
+      return self.decode(z, None, controls, length, seed)
+    per_item = controls is not None and np.ndim(controls) == 3
+    return [self.decode(z[i:i + 1], temperature,
+                        controls[i:i + 1] if per_item else controls, length, seed + i)[0]
+            for i in range(len(z))]
+
+  def sample_each(self, n: int, same_z: bool = False, seed: int = 0) -> np.ndarray:
+    """``[n, z_size]``: row ``i`` is ``sample_z(1, seed=seed + i)`` (all the first one
+    with ``same_z``), the z of :meth:`decode_each`'s output ``i``."""
+    rows = [self.sample_z(1, seed=seed + (0 if same_z else i)) for i in range(n)]
+    return np.concatenate(rows) if rows else np.zeros((0, self.z_size), np.float32)
 
   def sample_z(self, n: int, same_z: bool = False, seed: int = 0) -> np.ndarray:
     """``[n, z_size]`` standard normal draws (numpy PCG64: no device work)."""
@@ -433,30 +708,36 @@ class MusicVAEModel:
     return fns[method](z0, z1, np.linspace(0, 1, num_steps))
 
   def interpolate(self, start, end, num_steps: int = 5, method: str = "slerp",
-                  temperature: float | None = 0.5, controls=None, seed: int = 0) -> list:
-    """Decodes a path between the posterior means of two sequences."""
-    _, mu, _ = self.encode([start, end], seed)
-    return self.decode(self.interpolate_z(mu[0], mu[1], num_steps, method), temperature,
-                       controls, seed=seed)
+                  temperature: float | None = 0.5, controls=None, seed: int = 0,
+                  start_bars=None) -> list:
+    """Decodes ``num_steps`` points (ends included) on a path between the posterior
+    means of two sequences; point ``i`` with seed ``seed + i``."""
+    _, mu, _ = self.encode([start, end], seed, start_bars)
+    return self.decode_each(self.interpolate_z(mu[0], mu[1], num_steps, method), temperature,
+                            controls, seed=seed)
 
   def interpolate_grid(self, corners: Sequence[Any], rows: int, cols: int,
-                       temperature: float | None = 0.5, seed: int = 0) -> list[list]:
-    """magenta.js's bilinear grid between 4 corner sequences: ``rows`` lists of ``cols``."""
+                       temperature: float | None = 0.5, seed: int = 0,
+                       start_bars=None) -> list[list]:
+    """magenta.js's bilinear grid between 4 corner sequences (top-left, top-right,
+    bottom-left, bottom-right): ``rows`` lists of ``cols``; row-major output ``i`` is
+    decoded with seed ``seed + i``."""
     if len(corners) != 4:
       raise InputError(f"a grid needs 4 corner sequences, got {len(corners)}")
-    _, mu, _ = self.encode(corners, seed)
+    _, mu, _ = self.encode(corners, seed, start_bars)
     z = bilinear_grid(mu, rows, cols).reshape(rows * cols, -1)
-    seqs = self.decode(z, temperature, seed=seed)
+    seqs = self.decode_each(z, temperature, seed=seed)
     return [seqs[r * cols:(r + 1) * cols] for r in range(rows)]
 
   def similar(self, sequence, n: int, similarity: float, temperature: float | None = 0.5,
-              controls=None, seed: int = 0) -> list:
-    """magenta.js ``similar``: decode ``s * mu + (1 - s) * eps``."""
+              controls=None, seed: int = 0, start_bar: int | None = None) -> list:
+    """magenta.js ``similar``: decode ``s * mu + (1 - s) * eps``; output ``i`` draws
+    ``eps`` and decodes with seed ``seed + i`` (:meth:`sample_each`, :meth:`decode_each`)."""
     if not 0.0 <= similarity <= 1.0:
       raise InputError(f"similarity must be in [0, 1], got {similarity}")
-    _, mu, _ = self.encode([sequence], seed)
-    z = similarity * mu + (1 - similarity) * self.sample_z(n, seed=seed)
-    return self.decode(z, temperature, controls, seed=seed)
+    _, mu, _ = self.encode([sequence], seed, start_bar)
+    z = similarity * mu + (1 - similarity) * self.sample_each(n, seed=seed)
+    return self.decode_each(z, temperature, controls, seed=seed)
 
   def chord_controls(self, chord_names: Sequence[str], length: int | None = None
                      ) -> np.ndarray:
@@ -473,6 +754,56 @@ class MusicVAEModel:
       raise InputError(str(e)) from e
     per_step = np.repeat(ids, length // len(chord_names))
     return np.eye(chords.NUM_TRIAD_CLASSES, dtype=np.float32)[per_step]
+
+
+def reconstruct(model: MusicVAEModel, ns, temperature: float | None = 0.5, seed: int = 0,
+                start_bar: int | None = None):
+  """Encode -> decode (posterior means) of ``ns`` at its tempo: the window starting at
+  bar ``start_bar`` (1-based), or every window of the model's length, one after the
+  other, stitched (GrooVAE: the last one padded with silence, as the tasks below;
+  melodies: a window with no melody stays silent, one with several keeps the first)."""
+  ns = as_note_sequence(ns)
+  conv = model.converter
+  bars = window_bars(conv)
+  if start_bar is not None:
+    starts, examples = [1], [extract_window(ns, conv, start_bar)]
+  elif _is_groove(conv):
+    whole = dataclasses.replace(conv, split_bars=None, hop_size=None,
+                                max_note_dropout_probability=None)
+    return _reconstruct(model, whole, ns, temperature, seed)
+  elif bars is None:
+    starts, examples = [1], [extract_one(ns, conv)]
+  else:
+    check_input(ns, conv)
+    starts, examples = [], []
+    for start in range(1, num_bars(ns, conv) + 1, bars):
+      try:
+        tensors = conv.to_tensors(cut_bars(ns, start, bars, conv), "infer")
+      except ValueError:
+        continue
+      if len(tensors):
+        starts.append(start)
+        examples.append(tensors)
+  if not examples:
+    raise NoExtractedExamplesError(f"{_name(ns)} yields no {converter_window_desc(conv)} "
+                                   "window to reconstruct")
+  controls = np.stack([t.controls[0] for t in examples])
+  _, mu, _ = model.encode_tensors(np.stack([t.inputs[0] for t in examples]),
+                                  np.array([t.lengths[0] for t in examples]), controls, seed)
+  decoded = model.decode(mu, temperature, controls if controls.shape[-1] else None, seed=seed)
+  out = type(ns)()
+  out.tempos.add(qpm=120.0)  # the converters decode at 120 qpm
+  out.ticks_per_quarter = ns.ticks_per_quarter or 220
+  bar = 60.0 / 120.0 * conv.steps_per_bar / conv.steps_per_quarter
+  for start, seq in zip(starts, decoded):
+    for note in seq.notes:
+      new = out.notes.add()
+      new.CopyFrom(note)
+      new.start_time += (start - 1) * bar
+      new.end_time += (start - 1) * bar
+  out.total_time = max([(starts[-1] - 1 + (bars or 0)) * bar]
+                       + [n.end_time for n in out.notes])
+  return set_qpm(out, _qpm(ns))
 
 
 # ----------------------------------------------------------------------------- GrooVAE tasks

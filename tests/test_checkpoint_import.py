@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tarfile
 
+from absl import app
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -180,16 +181,22 @@ def test_parse_substitutions():
     import_checkpoint.parse_substitutions(["no_separator"])
 
 
-def test_cli_imports_a_tar_bundle(golden_dir, tmp_path):
-  name = "cat-drums_2bar_small"
-  bundle = tmp_path / f"{name}.tar"
-  with tarfile.open(bundle, "w") as tar:
+def _bundle(golden_dir, name, path):
+  """A Magenta-style .tar of a golden checkpoint (``<name>.ckpt.*`` inside)."""
+  with tarfile.open(path, "w") as tar:
     for suffix in (".index", ".data-00000-of-00001"):
       tar.add(golden_dir / name / f"model.ckpt{suffix}", arcname=f"{name}.ckpt{suffix}")
-  sizes = [f"--config.model.{k}={v}" for k, v in _small_sizes(golden_dir, name).items()]
+  return path
+
+
+def test_cli_imports_a_tar_bundle(golden_dir, tmp_path):
+  """By published name from a local .tar: the config is ours of that name, the sizes
+  (the golden's reduced ones) come from the checkpoint's shapes."""
+  name = "cat-drums_2bar_small"
+  bundle = _bundle(golden_dir, name, tmp_path / f"{name}.hikl.tar")
   result = subprocess.run(
       [sys.executable, "-m", "flax_musicvae.import_checkpoint",
-       f"--config=configs/{GOLDEN[name]}.py", *sizes, f"--checkpoint={bundle}",
+       "--name=cat-drums_2bar_small.hikl", f"--source={bundle}",
        f"--workdir={tmp_path}/work", f"--magentajs_dir={tmp_path}/js"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -210,6 +217,46 @@ def test_cli_imports_a_tar_bundle(golden_dir, tmp_path):
   for suffix in (".index", ".data-00000-of-00001"):
     assert (tmp_path / "export" / f"model.ckpt{suffix}").read_bytes() == (
         golden_dir / name / f"model.ckpt{suffix}").read_bytes()
+
+
+def test_import_by_name_from_a_url(golden_dir, tmp_path, monkeypatch):
+  """--name with an http URL: downloaded once (from a local server) into the cache,
+  imported with the sizes read off its shapes; a second import reuses the download."""
+  import functools
+  import http.server
+  import threading
+  from flax_musicvae import import_checkpoint, inference
+  from flax_musicvae import workdir as workdir_lib
+  name = "groovae_4bar"
+  served = tmp_path / "served"
+  served.mkdir()
+  bundle = _bundle(golden_dir, name, served / f"{name}.tar")
+  monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
+  handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+  handler.log_message = lambda *args: None
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  try:
+    url = f"http://127.0.0.1:{server.server_address[1]}/{name}.tar"
+    folder, config = import_checkpoint.import_published("groove_4bar", url, tmp_path / "w1")
+    with pytest.raises(app.UsageError, match="cannot download .*_missing.tar"):
+      import_checkpoint.import_published("groove_2bar_humanize", url[:-4] + "_missing.tar",
+                                         tmp_path / "w0")
+  finally:
+    server.shutdown()
+    thread.join()
+  assert (tmp_path / "cache" / "downloads" / f"{name}.tar").read_bytes() == bundle.read_bytes()
+  assert not list((tmp_path / "cache" / "downloads").glob("*.part"))
+  assert config.model.z_size == _small_sizes(golden_dir, name)["z_size"]
+  want, _ = mi.import_params(bundle, _golden_config(golden_dir, name))
+  _params_equal(workdir_lib.load_params(folder.parent.parent,
+                                        jax.tree.map(jnp.zeros_like, want))[0], want)
+  again, _ = import_checkpoint.import_published("groove_4bar", url, tmp_path / "w2")  # cached
+  _params_equal(workdir_lib.load_params(again.parent.parent,
+                                        jax.tree.map(jnp.zeros_like, want))[0], want)
+  with pytest.raises(app.UsageError, match="unknown checkpoint name 'groove_5bar'"):
+    import_checkpoint.import_published("groove_5bar")
 
 
 def test_fine_tunes_an_imported_checkpoint_on_groove_data(golden_dir, tmp_path):

@@ -90,10 +90,74 @@ def test_encode_one_window(model):
 
 def test_encode_lists_candidate_windows(model):
   ns = clip(BEATS[0], 6)
-  with pytest.raises(inference.MultipleExtractedExamplesError, match="3 candidate windows") as e:
+  with pytest.raises(inference.MultipleExtractedExamplesError,
+                     match="3 candidate 2-bar windows") as e:
     model.encode([ns])
   assert len(e.value.candidates) == 3
-  assert "[2] 2 bars" in str(e.value)
+  assert "(bars 1-2, 3-4, 5-6); pass --start_bar=N" in str(e.value)
+
+
+def test_start_bar_encodes_that_window_of_a_long_file(model):
+  """A whole Groove file (54 bars): the error lists its windows on one line, and
+  start_bars=3 encodes exactly the converter's window of bars 3-4."""
+  ns = inference.read_midi(BEATS[0])
+  with pytest.raises(inference.MultipleExtractedExamplesError) as e:
+    model.encode([ns])
+  message = str(e.value)
+  assert "\n" not in message and "27 candidate 2-bar windows" in message
+  assert "bars 1-2, 3-4, 5-6, 7-8, 9-10, 11-12, ..., 53-54" in message
+  windows = model.converter.to_tensors(ns, "infer")
+  _, want, _ = model.encode_tensors(windows.inputs[1][None], [32])
+  _, mu, _ = model.encode([ns], start_bars=3)
+  np.testing.assert_allclose(mu, want, atol=1e-6)
+  _, both, _ = model.encode([ns, ns], start_bars=[3, 5])
+  np.testing.assert_allclose(both[0], want[0], atol=1e-6)
+  assert not np.allclose(both[1], want[0])
+  with pytest.raises(inference.NoExtractedExamplesError, match="has 54 bars.*not 54"):
+    model.encode([ns], start_bars=54)
+  with pytest.raises(inference.InputError, match="one for all or one per input"):
+    model.encode([ns, ns], start_bars=[1, 2, 3])
+
+
+def test_meters_of_16_steps_a_bar_are_accepted():
+  """A real 2/2 reel (music21's corpus) encodes like the same notes in 4/4; 3/4 and 6/8
+  are refused in one line."""
+  mel = inference.MusicVAEModel.init_random(tiny_config("cat_mel_2bar_small"))
+  reel = inference.read_midi(FIXTURES / "melodies" / "CupOfTeaReel.mid")
+  assert [(t.numerator, t.denominator) for t in reel.time_signatures] == [(2, 2)]
+  windows = inference.candidate_windows(reel, mel.converter)
+  assert [w.start_bar for w in windows] == list(range(1, 16))  # one-bar hop, 16 bars
+  _, mu, _ = mel.encode([reel], start_bars=5)
+  common = music_pb2.NoteSequence()
+  common.CopyFrom(reel)
+  common.time_signatures[0].numerator = common.time_signatures[0].denominator = 4
+  np.testing.assert_array_equal(mu, mel.encode([common], start_bars=5)[1])
+  for meter in ((3, 4), (6, 8)):
+    odd = music_pb2.NoteSequence()
+    odd.CopyFrom(reel)
+    odd.time_signatures[0].numerator, odd.time_signatures[0].denominator = meter
+    with pytest.raises(inference.NoExtractedExamplesError) as e:
+      mel.encode([odd], start_bars=1)
+    assert "\n" not in str(e.value)
+    assert f"{meter[0]}/{meter[1]} time" in str(e.value) and "12 steps per bar" in str(e.value)
+
+
+def test_reconstruct_stitches_every_window(model):
+  """Six real bars: 2-bar windows reconstructed one after the other, at the input's
+  tempo; the second one is the reconstruction of bars 3-4 alone."""
+  ns = clip(BEATS[0], 6)
+  whole = inference.reconstruct(model, ns, temperature=None)
+  assert whole.tempos[0].qpm == pytest.approx(ns.tempos[0].qpm)
+  middle = inference.reconstruct(model, ns, temperature=None, start_bar=3)
+  bar = inference.bar_seconds(ns, model.converter)
+  in_middle = [(n.pitch, round((n.start_time - 2 * bar) / bar * 16, 3))
+               for n in whole.notes if 2 * bar - bar / 32 <= n.start_time < 4 * bar - bar / 32]
+  assert sorted(in_middle) == sorted((n.pitch, round(n.start_time / bar * 16, 3))
+                                     for n in middle.notes)
+  # An onset just before bar 7 quantizes into it: the input has 7 bars, and so has its
+  # reconstruction.
+  assert inference.num_bars(ns, model.converter) == 7
+  assert max(n.start_time for n in whole.notes) < 7 * bar
 
 
 def test_encode_bad_inputs(model, tmp_path):
@@ -165,7 +229,8 @@ def test_similar_extremes(model):
   same = model.similar(ns, 2, 1.0, temperature=None)
   assert same == model.decode(np.repeat(mu, 2, 0), temperature=None)
   fresh = model.similar(ns, 2, 0.0, temperature=None, seed=5)
-  assert fresh == model.decode(model.sample_z(2, seed=5), temperature=None)
+  assert fresh == model.decode(model.sample_each(2, seed=5), temperature=None)
+  np.testing.assert_array_equal(model.sample_each(2, seed=5)[1], model.sample_z(1, seed=6)[0])
   with pytest.raises(inference.InputError):
     model.similar(ns, 2, 1.5)
 
