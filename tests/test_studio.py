@@ -302,6 +302,17 @@ def test_page_end_to_end_in_headless_chromium(browser, live_url, tmp_path):
   assert len(note_seq.midi_file_to_note_sequence(str(path)).notes) == notes > 0
   find("#gen-clips .clip button.play").click()  # stop
 
+  # MIDI out (headless chromium has no MIDI ports): a recording port gets the loop.
+  sent = d.execute_async_script("""
+    const done = arguments[arguments.length - 1], out = new MidiOut(), events = [];
+    out.port = {send: (data, when) => events.push([data, when])};
+    out.send({drums: true, seconds: 0.2, notes: [[36, 100, 0, 0.05, 0], [42, 80, 0.1, 0.15, 2]]});
+    setTimeout(() => { out.stop(); done(events); }, 300);""")
+  data = [e[0] for e in sent]
+  assert data[:4] == [[0x99, 36, 100], [0x89, 36, 0], [0x99, 42, 80], [0x89, 42, 0]]
+  assert data[4:8] == data[:4] and data[-1] == [0xB9, 123, 0]  # looped; all notes off
+  assert sent[4][1] - sent[0][1] == pytest.approx(200, abs=0.01)  # the clip's 0.2 s loop
+
   # Interpolate between the two generated clips.
   find("[data-tab=interpolate]").click()
   steps = 5 if SCREENSHOTS else 2  # the tests' batches stay 1 or 2
