@@ -1,8 +1,9 @@
 """Studio latency: from a Generate request to a playable clip, through the real server.
 
-Starts ``python -m flax_musicvae.studio --model=groove_4bar`` as a subprocess on a free
-localhost port, waits until it serves (it warms the one-sample decoder first), makes
-``--warmup`` requests, then times ``--repeats`` ``POST /api/generate`` requests for one
+Starts ``python -m flax_musicvae.studio --model=groove_4bar --no_warm`` (no background
+warm-up of the task models competing for the CPU) as a subprocess on a free localhost
+port, waits until it serves, makes ``--warmup`` requests (the first compiles the
+one-sample decoder), then times ``--repeats`` ``POST /api/generate`` requests for one
 4-bar sample (a new seed each): the time until the answer's JSON is parsed, which holds
 everything the page needs to play the clip (notes, tempo, length) and its MIDI. Reports
 the median (target: under 300 ms), min, p90 and max, and the load average at the time,
@@ -35,10 +36,10 @@ def free_port() -> int:
 
 
 def start_server(model: str, port: int) -> tuple[subprocess.Popen, float]:
-  """The studio process and the seconds it took to serve (load + warm-up compile)."""
+  """The studio process and the seconds it took to serve (the model loaded)."""
   t0 = time.perf_counter()
   proc = subprocess.Popen([sys.executable, "-m", "flax_musicvae.studio", f"--model={model}",
-                           f"--port={port}"], cwd=ROOT, stdout=subprocess.PIPE,
+                           f"--port={port}", "--no_warm"], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   for line in proc.stdout:
     if line.startswith("studio: http"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+import threading
 import warnings
 
 DEFAULT_PORT = 8050
@@ -40,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--max_upload_kb", type=int, default=1024,
                  help="largest upload accepted (default: %(default)s KB)")
   p.add_argument("--no_warm", action="store_true",
-                 help="skip compiling the sampler before serving (faster start, slower "
-                      "first click)")
+                 help="skip compiling the models before serving (faster start, slower "
+                      "first clicks); by default the sampler compiles before the server "
+                      "starts and the GrooVAE task models in the background")
   return p
 
 
@@ -62,6 +64,13 @@ def make_studio(args):
   tasks = {t: engine.ModelSource.parse(getattr(args, f"{t}_model"))
            for t in engine.TASKS if getattr(args, f"{t}_model")}
   return engine.Studio(main, tasks, args.attribute_file)
+
+
+def _warm_tasks(studio) -> None:
+  try:
+    studio.warm_tasks()
+  except Exception as e:  # pylint: disable=broad-except  # a task model that fails says so on use
+    print(f"warning: could not warm the task models ({e})", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
   except (engine.StudioError, inference.InputError, OSError, ValueError) as e:
     # ValueError: a checkpoint that does not fit the config, a broken attribute file
     parser.exit(2, f"error: {e}\n")
+  if not args.no_warm:  # the GrooVAE task models load and compile while the page opens
+    threading.Thread(target=_warm_tasks, args=(studio,), daemon=True).start()
   app = server.create_app(studio, args.max_upload_kb * 1024)
   host = f"[{args.host}]" if ":" in args.host else args.host
   print(f"studio: http://{host}:{args.port}/  (Ctrl+C stops it)", flush=True)

@@ -148,8 +148,27 @@ for (const range of document.querySelectorAll("input[type=range]")) {
   const out = document.querySelector(`output[for="${range.id}"]`);
   if (out) { const show = () => { out.textContent = range.value; }; range.oninput = show; show(); }
 }
-for (const pick of document.querySelectorAll(".clip-pick")) {
+for (const pick of document.querySelectorAll(".clip-pick")) {  // a clip or a file, not both
   pick.innerHTML = '<option value="">(a generated clip…)</option>';
+  const file = pick.parentElement.querySelector("input[type=file]");
+  pick.addEventListener("change", () => { if (pick.value) file.value = ""; });
+  file.addEventListener("change", () => { if (file.files.length) pick.value = ""; });
+}
+
+// Drop a file on an input's box (or anywhere on its fieldset) to choose it.
+for (const input of document.querySelectorAll("input[type=file]")) {
+  const zone = input.closest("fieldset") || input.parentElement;
+  zone.addEventListener("dragover", e => { e.preventDefault(); zone.classList.add("drop"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("drop"));
+  zone.addEventListener("drop", e => {
+    e.preventDefault();
+    zone.classList.remove("drop");
+    if (!e.dataTransfer.files.length) return;
+    const wav = /\.wav$/i.test(e.dataTransfer.files[0].name);
+    const target = wav ? zone.querySelector("input[type=file][accept*=wav]") || input
+                       : zone.querySelector("input[type=file]:not([accept*=wav])") || input;
+    target.files = e.dataTransfer.files;
+  });
 }
 
 // Generate
