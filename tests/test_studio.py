@@ -112,8 +112,7 @@ def test_interpolate_and_similar_take_a_window_by_start_bar(client):
   r = client.post("/api/interpolate", data={"midi_a": _upload(BEAT, "a.mid"),
                                             "midi_b": _upload(BEAT, "b.mid"), "start_b": "12"})
   assert r.status_code == 400
-  assert r.json["error"] == ("b.mid has 12 bar(s): a 2-bar window starts at bar 1 .. 11, "
-                             "not 12")
+  assert r.json["error"] == "b.mid has 12 bars: a 2-bar window starts at bar 1 .. 11, not 12"
   r = client.post("/api/similar", data={"midi": _upload(BEAT), "start_bar": "3", "n": "2",
                                         "similarity": "1", "temperature": "0"})
   assert r.status_code == 200, r.json

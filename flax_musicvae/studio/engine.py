@@ -94,10 +94,9 @@ def is_drum_model(model: inference.MusicVAEModel) -> bool:
 
 
 def window_bars(model: inference.MusicVAEModel) -> int:
-  """Bars in one example of the model (its length at 16 steps a bar)."""
-  conv = model.converter
-  bars = getattr(conv, "split_bars", None) or getattr(conv, "slice_bars", None)
-  return bars or max(1, model.length // (4 * STEPS_PER_QUARTER))
+  """Bars in one example of the model (whole-sequence models: its length at 16 steps a bar)."""
+  return (inference.window_bars(model.converter)
+          or max(1, model.length // (4 * STEPS_PER_QUARTER)))
 
 
 # ----------------------------------------------------------------------------- MIDI
@@ -138,30 +137,11 @@ def bar_seconds(ns) -> float:
 
 
 def bar_count(ns) -> int:
-  """Bars holding a note onset (an onset half a 16th early counts in the next bar)."""
+  """Bars holding a note onset (an onset half a 16th early counts in the next bar): a
+  clip's length for the page, whatever the model."""
   bar = bar_seconds(ns)
   last = max((n.start_time for n in ns.notes), default=0.0)
   return int((last + bar / 32) // bar) + 1
-
-
-def cut_bars(ns, start_bar: int, bars: int):
-  """Bars ``start_bar .. start_bar + bars - 1`` (1-based) of ``ns``, moved to start at 0 s."""
-  from note_seq import sequences_lib  # pylint: disable=g-import-not-at-top
-  total = bar_count(ns)
-  if start_bar < 1 or start_bar + bars - 1 > max(total, bars):
-    raise StudioError(f"{ns.filename or 'the clip'} has {total} bar(s): a {bars}-bar window "
-                      f"starts at bar 1 .. {max(1, total - bars + 1)}, not {start_bar}")
-  bar = bar_seconds(ns)
-  half_step = bar / 32
-  begin = (start_bar - 1) * bar
-  lo = max(0.0, begin - half_step)
-  out = sequences_lib.extract_subsequence(ns, lo, begin + bars * bar - half_step)
-  for note in out.notes:
-    note.start_time = max(0.0, note.start_time + lo - begin)
-    note.end_time = max(note.start_time + half_step, note.end_time + lo - begin)
-  out.total_time = bars * bar
-  out.filename = ns.filename
-  return out
 
 
 def drum_row(pitch: int) -> int:
@@ -318,8 +298,8 @@ class Studio:
     return [clip(ns, f"sample {seed}.{i + 1}", bars) for i, ns in enumerate(seqs)]
 
   def _mu(self, model, ns, start_bar: int, seed: int) -> np.ndarray:
-    window = cut_bars(ns, start_bar, window_bars(model))
-    _, mu, _ = self._locked(lambda: model.encode([window], seed))
+    """The posterior mean of the window of ``ns`` that starts at bar ``start_bar``."""
+    _, mu, _ = self._locked(lambda: model.encode([ns], seed, start_bars=start_bar))
     return mu
 
   def interpolate(self, a, b, start_a: int, start_b: int, steps: int, method: str,
