@@ -106,12 +106,9 @@ CONVERTERS = {
     "melody": ("flax_musicvae.data.melody", "OneHotMelodyConverter"),
     "drums": ("flax_musicvae.data.drums", "DrumsConverter"),
     "trio": ("flax_musicvae.data.trio", "TrioConverter"),
+    "multiperf": ("flax_musicvae.data.multiperf", "MultiInstrumentPerformanceConverter"),
     "music_rnn": ("flax_musicvae.music_rnn.data", "MusicRNNConverter"),
 }
-#: MultiInstrumentPerformanceConverter (8 velocity bins, <= 8 instruments x 64 events):
-#: not implemented here; its depths are fixed (reference notes §1.6).
-MULTIPERF_DEPTH = 490
-TRIAD_CHORD_DEPTH = 49
 
 
 def make_converter(data_cfg: ml_collections.ConfigDict):
@@ -127,10 +124,6 @@ def set_converter(c: ml_collections.ConfigDict, converter: str, **kwargs: Any) -
   """Sets the representation and the model depths it implies."""
   c.data.converter = converter
   c.data.converter_kwargs = ml_collections.ConfigDict(kwargs)
-  if converter == "multiperf":
-    c.model.input_depth = c.model.output_depth = MULTIPERF_DEPTH
-    c.model.control_depth = TRIAD_CHORD_DEPTH if kwargs.get("chord_encoding") else 0
-    return
   conv = make_converter(c.data)
   c.model.input_depth = conv.input_depth
   c.model.output_depth = conv.output_depth

@@ -9,7 +9,8 @@ amounts in ``[-R, R]`` that keep all of its notes inside the converter's pitch r
 examples that touch the ends of the 88-key range.)
 
 What moves: the pitch tokens of one-hot melody blocks (melody; melody and bass of a
-trio) in ``inputs`` and ``outputs``, and the roots of triad chord controls. Drum
+trio) and the note-on / note-off tokens of multi-instrument performances in ``inputs`` and
+``outputs``, and the roots of triad chord controls. Drum
 blocks, the no-event / note-off / end tokens and "no chord" stay put.
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 from flax_musicvae.data import chords
 from flax_musicvae.data.converter import Converter
 from flax_musicvae.data.melody import OneHotMelodyConverter
+from flax_musicvae.data.multiperf import MultiInstrumentPerformanceConverter
 from flax_musicvae.data.trio import TrioConverter
 
 Batch = dict[str, np.ndarray]
@@ -117,5 +119,12 @@ def make_transposer(converter: Converter, max_shift: int) -> Transposer | None:
     mel = converter.melody_converter
     return Transposer(max_shift, (_melody_block(mel, 0), _melody_block(mel, mel.output_depth)),
                       mel.chord_encoding == "triad")
-  raise ValueError(f"data.augment_transpose={max_shift} needs pitched one-hot data (melody or "
-                   f"trio); {type(converter).__name__} has no pitches to transpose")
+  if isinstance(converter, MultiInstrumentPerformanceConverter):
+    # Note-on then note-off blocks of the performance encoding. Unlike Magenta's
+    # NoteSequence transposition, a drum track's tokens move too (they are pitches).
+    pitches = converter.max_pitch - converter.min_pitch + 1
+    return Transposer(max_shift, (PitchBlock(0, pitches), PitchBlock(pitches, pitches)),
+                      converter.chord_encoding == "triad")
+  raise ValueError(f"data.augment_transpose={max_shift} needs pitched one-hot data (melody, "
+                   f"trio or multiperf); {type(converter).__name__} has no pitches to "
+                   "transpose")

@@ -244,10 +244,21 @@ class MusicVAE(nn.Module):
       temperature = None if sp.head.kind == "nade" else 1.0
       logits = dec.stepwise(z, x_input, controls, select, x_input[:, 0],
                             self.make_rng("sample"), dkey, temperature)["logits"]
-    mask = (jnp.arange(steps)[None, :] < lengths[:, None]).astype(jnp.float32)
+    mask = step_mask(lengths, steps)
     step_loss, step_metrics = losses.step_losses(dec.head, nade_params(dec), logits, x_target)
     return {"mu": mu, "sigma": sigma, "z": z, "kl": kl, "logits": logits, "mask": mask,
             "step_loss": step_loss, **step_metrics}
+
+
+def step_mask(lengths: Array, steps: int) -> Array:
+  """``[B, T]`` float mask of valid steps from total lengths ``[B]`` or from per-segment
+  lengths ``[B, S]`` (segments of ``T // S`` steps, each valid up to its own length:
+  hierarchical multi-instrument examples)."""
+  if lengths.ndim == 2:
+    seg = steps // lengths.shape[1]
+    valid = jnp.arange(seg)[None, None, :] < lengths[:, :, None]
+    return valid.reshape(lengths.shape[0], -1).astype(jnp.float32)
+  return (jnp.arange(steps)[None, :] < lengths[:, None]).astype(jnp.float32)
 
 
 def nade_params(dec) -> dict | None:
