@@ -218,11 +218,6 @@ def run(config: ml_collections.ConfigDict | None) -> None:
     print(f"magenta.js checkpoint -> {_MAGENTAJS_DIR.value}")
 
 
-def cli_main() -> None:
-  """The ``flax-musicvae-import`` console command."""
-  app.run(main, flags_parser=cli.parse_flags)
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -234,4 +229,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  cli_main()
+  app.run(main, flags_parser=cli.parse_flags)
