@@ -91,6 +91,7 @@ def base_config() -> ml_collections.ConfigDict:
   t.log_every_steps = 100
   t.eval_every_steps = 1000
   t.eval_num_batches = 0               # 0: the whole validation split
+  t.eval_samples = 4                   # samples + reconstructions written per eval (0: none)
   t.checkpoint_every_steps = 1000
   t.checkpoints_to_keep = 5
   t.compute_dtype = "float32"          # float32 | bfloat16 (params stay float32)

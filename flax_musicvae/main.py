@@ -55,16 +55,20 @@ flags.mark_flags_as_required(["workdir"])
 def run() -> None:
   """Trains or evaluates; raises the library's errors."""
   from flax_musicvae import train  # pylint: disable=g-import-not-at-top
+  from flax_musicvae import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   if _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
   logging.info("JAX process %d / %d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
+  workdir = _WORKDIR.value
+  if workdir_lib.is_local(workdir):  # orbax wants absolute paths
+    workdir = os.path.abspath(os.path.expanduser(workdir))
   if _MODE.value == "train":
-    train.train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
+    train.train_and_evaluate(cli.config_value(_CONFIG), workdir)
   else:
-    train.evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
+    train.evaluate(cli.config_value(_CONFIG), workdir)
 
 
 def main(argv) -> None:

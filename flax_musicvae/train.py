@@ -381,6 +381,86 @@ class _Timer:
     return seconds
 
 
+class _Pace:
+  """Seconds per train step, measured once after warm-up (compilation, first steps).
+
+  :meth:`done` is told each step whose metrics reached the host; it returns the step
+  time once ``min_steps`` steps over ``min_seconds`` (or ``max_steps`` steps) were timed,
+  then None. :meth:`restart` drops a span that an evaluation or a save interrupted.
+  """
+
+  def __init__(self, start_step: int, warmup_steps: int = 2, min_steps: int = 5,
+               min_seconds: float = 2.0, max_steps: int = 50):
+    self._first = start_step + warmup_steps
+    self._min_steps, self._min_seconds, self._max_steps = min_steps, min_seconds, max_steps
+    self._mark: tuple[int, float] | None = None
+    self.measured = False
+
+  def done(self, step: int) -> float | None:
+    if self.measured or step < self._first:
+      return None
+    now = time.perf_counter()
+    if self._mark is None:
+      self._mark = (step, now)
+      return None
+    steps, seconds = step - self._mark[0], now - self._mark[1]
+    if (steps >= self._min_steps and seconds >= self._min_seconds) or steps >= self._max_steps:
+      self.measured = True
+      return seconds / steps
+    return None
+
+  def restart(self) -> None:
+    self._mark = None
+
+
+def _duration(seconds: float) -> str:
+  if seconds < 120:
+    return f"{seconds:.0f} s"
+  if seconds < 7200:
+    return f"{seconds / 60:.0f} min"
+  return f"{seconds / 3600:.1f} h"
+
+
+#: A run whose ETA exceeds this gets the hint for a short run.
+LONG_RUN_SECONDS = 3600.0
+#: The short run the hint aims at: batch size, and minutes of training on this machine.
+SHORT_RUN_BATCH, SHORT_RUN_MINUTES = 64, 15
+
+
+def run_header(config: ml_collections.ConfigDict, params, start: int) -> str:
+  """The first line of a run: model, parameters, devices, batch and steps."""
+  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+  devices = jax.devices()
+  kind = devices[0].device_kind if devices[0].platform != "cpu" else "cpu"
+  what = f"{len(devices)} {kind} device{'s' if len(devices) > 1 else ''}"
+  if jax.process_count() > 1:
+    what += f" on {jax.process_count()} hosts"
+  tc = config.train
+  return (f"{config.get('name') or 'model'}: {count:,} parameters, {what}, batch "
+          f"{tc.batch_size}, steps {start:,} -> {tc.num_train_steps:,}")
+
+
+def pace_line(config: ml_collections.ConfigDict, step_seconds: float, step: int) -> str:
+  """Measured step time and the ETA of the run; for a long run, how to make a short one.
+
+  The short run keeps the model and cuts the batch to ``SHORT_RUN_BATCH`` (step time
+  taken as proportional to the batch) and the steps to ``SHORT_RUN_MINUTES`` of training.
+  """
+  tc = config.train
+  eta = step_seconds * max(tc.num_train_steps - step, 0)
+  line = (f"step time {step_seconds:.3g} s after warm-up: {_duration(eta)} for the "
+          f"{tc.num_train_steps - step:,} steps left")
+  if eta <= LONG_RUN_SECONDS:
+    return line
+  batch = min(tc.batch_size, SHORT_RUN_BATCH)
+  short_step = step_seconds * batch / tc.batch_size
+  steps = max(100, int(SHORT_RUN_MINUTES * 60 / short_step) // 100 * 100)
+  evals = max(50, steps // 4 // 50 * 50)
+  return (f"{line}. A short run (about {_duration(steps * short_step)} here): "
+          f"--config.train.batch_size={batch} --config.train.num_train_steps={steps} "
+          f"--config.train.eval_every_steps={evals} (README: first runs)")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict | None, workdir: str | os.PathLike,
                        *, train_data: dict[str, np.ndarray] | None = None,
                        eval_data: dict[str, np.ndarray] | None = None) -> dict[str, Metrics]:
@@ -429,10 +509,14 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
   train_metrics: Metrics = {}
   eval_metrics: Metrics = {}
   nonfinite_run = 0
+  postfix: dict[str, str] = {}
   timer = _Timer()
   bar = tqdm.tqdm(total=tc.num_train_steps, initial=start, unit="step", dynamic_ncols=True,
                   disable=jax.process_index() != 0 or not sys.stderr.isatty())
   log = bar.write if jax.process_index() == 0 else lambda _: None
+  log(run_header(config, state.params, start))
+  pace = _Pace(start)
+  samples = _eval_samples(config, run, eval_data, log)
 
   def complete(keep: int) -> None:
     """Waits for all but ``keep`` in-flight steps, collecting their metrics."""
@@ -442,6 +526,9 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
       history.append(metrics)
       nonfinite_run = nonfinite_run + 1 if metrics["skipped"] else 0
+      step_seconds = pace.done(step)
+      if step_seconds is not None:
+        log(pace_line(config, step_seconds, step))
       if nonfinite_run >= tc.max_nonfinite_steps:
         raise NonFiniteError(
             f"loss or gradient norm not finite for {nonfinite_run} consecutive steps (up to "
@@ -468,8 +555,9 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
         train_metrics["examples_per_second"] = len(history) * tc.batch_size / seconds
         history = []
         writer.write("train", step, train_metrics)
-        bar.set_postfix(loss=f"{train_metrics['loss']:.2f}",
-                        ex_per_s=f"{train_metrics['examples_per_second']:.0f}")
+        postfix["loss"] = f"{train_metrics['loss']:.2f}"
+        postfix["ex/s"] = f"{train_metrics['examples_per_second']:.0f}"
+        bar.set_postfix(postfix)
       if due["eval"]:
         with timer.paused():
           metrics = _evaluate(config, setup.mesh, eval_step, state.params, step, eval_data,
@@ -479,11 +567,20 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
           writer.write("eval", step, eval_metrics)
           passes = ", ".join(f"{p.replace('_', '-')} {eval_metrics[p + '/accuracy']:.4f}"
                              for p in eval_passes(config, step)[0])
+          written = ""
+          if samples is not None:
+            with timer.paused():
+              written = f"; samples: {samples.write(step, state.params)}"
           log(f"step {step}: eval loss {eval_metrics['loss']:.3f}, "
-              f"accuracy {eval_metrics['accuracy']:.4f} ({passes})")
+              f"accuracy {eval_metrics['accuracy']:.4f} ({passes}){written}")
+          postfix["eval_loss"] = f"{eval_metrics['loss']:.2f}"
+          postfix["eval_acc"] = f"{eval_metrics['accuracy']:.3f}"
+          bar.set_postfix(postfix)
+        pace.restart()
       if due["checkpoint"]:
         with timer.paused():
           _save(ckpts, state, config, log)
+        pace.restart()
     complete(0)
     if stop.signum:
       _save(ckpts, state, config, log)
@@ -505,6 +602,20 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
       "checkpoints": str(ckpts.directory),
   })
   return {"train": train_metrics, "eval": eval_metrics}
+
+
+def _eval_samples(config, run: epath.Path, eval_data, log):
+  """The run's :class:`eval_samples.EvalSamples` (process 0), or None with a line why not."""
+  from flax_musicvae import eval_samples  # pylint: disable=g-import-not-at-top
+  if jax.process_index() != 0:
+    return None
+  reason = eval_samples.unavailable_reason(config, run)
+  if reason is not None:
+    if config.train.eval_samples:
+      log(f"no samples at evaluations: {reason}")
+    return None
+  log(f"samples and reconstructions at each evaluation: {run / eval_samples.SAMPLES}")
+  return eval_samples.EvalSamples(config, run, eval_data)
 
 
 def _save_on_exit(ckpts: workdir_lib.Checkpoints, state: TrainState, config, log) -> None:

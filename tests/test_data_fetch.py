@@ -137,7 +137,7 @@ def test_partial_download_resumes(tmp_path, monkeypatch, ranges):
   assert root.read_bytes() == body and not part.exists()
 
 
-def _closed_port_url() -> str:
+def closed_port_url() -> str:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -145,7 +145,7 @@ def _closed_port_url() -> str:
 
 
 def test_offline_is_one_error_line(tmp_path, monkeypatch, capsys):
-  monkeypatch.setenv("FLAX_MUSICVAE_GROOVE_URL", _closed_port_url())
+  monkeypatch.setenv("FLAX_MUSICVAE_GROOVE_URL", closed_port_url())
   with pytest.raises(SystemExit) as exit_info:
     groove.main(["--cache_dir", str(tmp_path / "arrays"), "--splits", "test"])
   assert exit_info.value.code == 2

@@ -1,9 +1,11 @@
 """Training loop: exact resume, warm start, eval mode, checkpoint on interrupt,
-8-device == 1-device data parallelism, TensorBoard event files, and a real-data run."""
+8-device == 1-device data parallelism, TensorBoard event files, a real-data run, and the
+first command on a fresh machine (data fetched, samples per eval, resumed)."""
 
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -23,7 +25,8 @@ def tiny_config(num_train_steps: int = 6, **train_overrides):
   """groove_4bar at toy widths, batch 8, evaluating/checkpointing only at the end."""
   c = config_lib.tiny(config_lib.load("groove_4bar"), rnn=16, z=8)
   c.train.update(batch_size=8, num_train_steps=num_train_steps, log_every_steps=2,
-                 eval_every_steps=1000, checkpoint_every_steps=1000, checkpoints_to_keep=2)
+                 eval_every_steps=1000, checkpoint_every_steps=1000, checkpoints_to_keep=2,
+                 eval_samples=0)
   c.train.update(train_overrides)
   return c
 
@@ -237,3 +240,89 @@ def test_real_groove_data_validation_loss_drops(groove_dir, tmp_path):
   print("validation loss", first["loss"], "->", last["loss"])
   assert last["loss"] < 0.7 * first["loss"], (first["loss"], last["loss"])
   assert last["teacher_forced/accuracy"] > first["teacher_forced/accuracy"]
+
+
+def test_pace_line_gives_the_eta_and_a_short_run_for_long_ones():
+  config = config_lib.load("groove_4bar")  # batch 512, 200,000 steps
+  pace = train._Pace(0, warmup_steps=2, min_steps=3, min_seconds=0.0)
+  assert [pace.done(s) for s in (1, 2, 3, 4)] == [None] * 4
+  assert pace.done(5) is not None and pace.done(6) is None  # measured once
+  line = train.pace_line(config, 4.7, 0)
+  assert line.startswith("step time 4.7 s after warm-up: 261.1 h for the 200,000 steps left")
+  # 4.7 s at batch 512 -> ~0.59 s at batch 64: 15 minutes is ~1,500 steps.
+  assert ("--config.train.batch_size=64 --config.train.num_train_steps=1500 "
+          "--config.train.eval_every_steps=350") in line
+  assert train.pace_line(config, 0.01, 199_000) == (
+      "step time 0.01 s after warm-up: 10 s for the 1,000 steps left")
+
+
+_TINY_GROOVE_CONFIG = textwrap.dedent("""
+    from flax_musicvae import config_lib
+
+    def get_config():
+      c = config_lib.tiny(config_lib.load("groove_4bar"), rnn=16, z=8)
+      c.data.cache_dir = "arrays"    # data.path: the default, absent on this machine
+      c.train.update(batch_size=8, num_train_steps=4, log_every_steps=2, eval_every_steps=2,
+                     checkpoint_every_steps=2, eval_num_batches=1, eval_samples=1)
+      return c
+""")
+
+
+def test_first_command_on_a_fresh_machine(tmp_path, monkeypatch):
+  """No local data: the Groove zip is fetched (from a local server) and verified, samples
+  are written at each eval, and a resumed run continues the series, keeping the old ones."""
+  from tests import test_data_fetch  # pylint: disable=g-import-not-at-top
+  fresh = tmp_path / "fresh"
+  fresh.mkdir()
+  (fresh / "tiny.py").write_text(_TINY_GROOVE_CONFIG)
+  env = dict(os.environ, PYTHONPATH=str(ROOT), FLAX_MUSICVAE_CACHE=str(tmp_path / "cache"),
+             JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+  def main(*flags):
+    proc = subprocess.run([sys.executable, "-m", "flax_musicvae.main", "--workdir=run",
+                           *flags], cwd=fresh, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+  with test_data_fetch.serving_groove(monkeypatch) as server:
+    env.update({k: os.environ[k] for k in os.environ if k.startswith("FLAX_MUSICVAE_GROOVE")})
+    first = main("--config=tiny.py")
+    samples = fresh / "run" / "samples"
+    before = {p: p.read_bytes() for p in samples.rglob("*") if p.is_file()}
+    second = main("--config=tiny.py", "--config.train.num_train_steps=6")
+  print(first, second)  # shown when an assertion below fails
+  assert server.requests == [None]  # downloaded once, then read from the cache
+  assert "Downloading http://127.0.0.1" in first and "Verified" in first
+  assert "Downloading" not in second
+  assert (tmp_path / "cache" / "groove-v1.0.0-midionly.zip").read_bytes() == server.body
+  assert re.search(r"groovae_4bar: [\d,]+ parameters, 1 cpu device, batch 8, steps 0 -> 4",
+                   first)
+  assert "steps 4 -> 6" in second
+  for out, steps in ((first, (2, 4)), (second, (6,))):
+    for step in steps:
+      assert f"step {step}: eval loss" in out and f"samples: {samples}/step_{step:06d}" in out
+  names = {"sample_0.mid", "samples.png", "samples.wav", "reconstruction_0.mid",
+           "reconstructions.png", "reconstructions.wav"}
+  for step in (2, 4, 6):
+    assert {p.name for p in (samples / f"step_{step:06d}").iterdir()} == names
+  assert {p.name for p in (samples / "validation").iterdir()} == {
+      "example_0.mid", "examples.png", "examples.wav"}
+  # The resumed run added step 6 and left every earlier file as it was.
+  assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_first_command_offline_is_one_error_line(tmp_path):
+  from tests import test_data_fetch  # pylint: disable=g-import-not-at-top
+  (tmp_path / "tiny.py").write_text(_TINY_GROOVE_CONFIG)
+  env = dict(os.environ, PYTHONPATH=str(ROOT), FLAX_MUSICVAE_CACHE=str(tmp_path / "cache"),
+             JAX_PLATFORMS="cpu", FLAX_MUSICVAE_GROOVE_URL=test_data_fetch.closed_port_url())
+  proc = subprocess.run([sys.executable, "-m", "flax_musicvae.main", "--workdir=run",
+                         "--config=tiny.py"], cwd=tmp_path, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if "error" in l.lower()]
+  assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert errors[0].startswith("error: data: could not download http://127.0.0.1:")
+  assert f"put groove-v1.0.0-midionly.zip (from that address) in {tmp_path / 'cache'}" in errors[0]
