@@ -33,7 +33,11 @@ FILL = FIXTURES / "drummer1" / "session1" / "105_funk_95_fill_4-4.mid"  # 2 bars
 SIX_EIGHT = FIXTURES / "drummer6" / "session1" / "3_rock_80_beat_6-8.mid"
 SCREENSHOTS = os.environ.get("FLAX_MUSICVAE_STUDIO_SCREENSHOTS")
 TASK_MODEL = engine.ModelSource(pretrained="groove_2bar_humanize")
-ATTR = "random_direction"  # a random unit-free direction in z, as an attribute vector
+# A random direction in z as an attribute vector; the screenshots use groove_4bar's real
+# note-density vector (python -m flax_musicvae.generate --mode=attribute
+# --attribute=note_density --model=groove_4bar, on the Groove validation split).
+ATTR = "note_density" if SCREENSHOTS else "random_direction"
+DENSITY = pathlib.Path(__file__).parents[1] / "docs" / "studio" / "groove_4bar_note_density.npz"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,8 @@ def studio(tmp_path_factory):
   config = json.loads((pretrained.model_dir(main.pretrained) / "config.json").read_text())
   direction = np.random.default_rng(0).standard_normal(config["model"]["z_size"])
   vector = attributes.AttributeVector(ATTR, direction.astype(np.float32), {})
-  path = vector.save(tmp_path_factory.mktemp("attributes") / f"{ATTR}.npz")
+  path = DENSITY if SCREENSHOTS else vector.save(
+      tmp_path_factory.mktemp("attributes") / f"{ATTR}.npz")
   s = engine.Studio(main, {"humanize": TASK_MODEL}, [str(path)])
   s.warm()
   return s
@@ -258,9 +263,13 @@ def browser(tmp_path_factory):
 
 
 def _wait(driver, condition, timeout=60.0, what="the page"):
+  from selenium.common.exceptions import StaleElementReferenceException
   end = time.monotonic() + timeout
   while time.monotonic() < end:
-    value = condition()
+    try:
+      value = condition()
+    except StaleElementReferenceException:  # the page redrew the element meanwhile
+      value = None
     if value:
       return value
     time.sleep(0.1)
@@ -306,7 +315,7 @@ def test_page_end_to_end_in_headless_chromium(browser, live_url, tmp_path):
     const done = arguments[arguments.length - 1], out = new MidiOut(), events = [];
     out.port = {send: (data, when) => events.push([data, when])};
     out.send({drums: true, seconds: 0.2, notes: [[36, 100, 0, 0.05, 0], [42, 80, 0.1, 0.15, 2]]});
-    setTimeout(() => { out.stop(); done(events); }, 300);""")
+    setTimeout(() => { out.stop(); done(events); }, 600);""")
   data = [e[0] for e in sent]
   assert data[:4] == [[0x99, 36, 100], [0x89, 36, 0], [0x99, 42, 80], [0x89, 42, 0]]
   assert data[4:8] == data[:4] and data[-1] == [0xB9, 123, 0]  # looped; all notes off
@@ -351,6 +360,11 @@ def test_page_end_to_end_in_headless_chromium(browser, live_url, tmp_path):
                    "document.getElementById('sim-n').value = '2';")
   find("#sim-run").click()
   _wait(d, lambda: len(cards("#lat-clips")) == 2, what="2 similar clips")
+  if SCREENSHOTS:  # denser grooves from the note-density slider
+    d.execute_script("const s = document.querySelector('#attr-sliders input'); s.value = 1.5;"
+                     "s.oninput(); document.getElementById('attr-n').value = '2';")
+    find("#attr-run").click()
+    _wait(d, lambda: "(s=" not in cards("#lat-clips")[0].text, what="2 dense samples")
   _shot(d, "latent")
   logs = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
   assert [e["message"] for e in logs if "400" not in e["message"]] == []  # the broken file: 400
