@@ -326,3 +326,20 @@ def test_first_command_offline_is_one_error_line(tmp_path):
   assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
   assert errors[0].startswith("error: data: could not download http://127.0.0.1:")
   assert f"put groove-v1.0.0-midionly.zip (from that address) in {tmp_path / 'cache'}" in errors[0]
+
+
+def test_eval_samples_are_fixed_across_steps_and_resumes(tmp_path):
+  """The same params give the same files at any step and from a new writer (a resumed run);
+  another seed gives other samples."""
+  from flax_musicvae import eval_samples, inference  # pylint: disable=g-import-not-at-top
+  config = tiny_config(eval_samples=2)
+  params = inference.MusicVAEModel.init_random(config).params
+  midis = lambda folder: {p.name: p.read_bytes() for p in folder.glob("*.mid")}
+  first = midis(eval_samples.EvalSamples(config, tmp_path, EVAL).write(1, params))
+  resumed = midis(eval_samples.EvalSamples(config, tmp_path, EVAL).write(2, params))
+  assert sorted(first) == ["reconstruction_0.mid", "reconstruction_1.mid", "sample_0.mid",
+                           "sample_1.mid"]
+  assert first == resumed
+  config.train.seed = 1
+  other = midis(eval_samples.EvalSamples(config, tmp_path / "other", EVAL).write(1, params))
+  assert other["sample_0.mid"] != first["sample_0.mid"]
