@@ -37,8 +37,8 @@ def unavailable_reason(config: ml_collections.ConfigDict, run: workdir_lib.PathL
   if not config.train.get("eval_samples", 0):
     return "train.eval_samples is 0"
   if config.model.get("architecture", "music_vae") == "music_rnn":
-    return ("a MusicRNN has no latent code to fix across steps: sample it with "
-            "python -m flax_musicvae.music_rnn.generate")
+    return ("a MusicRNN has no latent code to fix across steps: continue a primer with "
+            "python -m flax_musicvae.generate --mode=continue --workdir=<this run>")
   if jax.process_count() > 1:
     return "a multi-host run: generate from its checkpoints instead"
   if not workdir_lib.is_local(run):
