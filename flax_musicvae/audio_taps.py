@@ -10,6 +10,7 @@ so importing this module (e.g. for ``AudioError``) stays cheap.
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
   from scipy.io import wavfile  # pylint: disable=g-import-not-at-top
   try:
     rate, data = wavfile.read(path)
-  except (ValueError, OSError) as e:
+  except (ValueError, OSError, struct.error) as e:  # struct.error: a truncated header
     raise AudioError(f"{path}: cannot read as a WAV file ({e}); pass a PCM .wav "
                      "recording") from e
   data = np.asarray(data)

@@ -197,3 +197,7 @@ def test_bad_audio(tmp_path):
   junk.write_text("hello")
   with pytest.raises(audio_taps.AudioError, match="WAV"):
     audio_taps.wav_to_taps(junk)
+  truncated = tmp_path / "truncated.wav"
+  truncated.write_bytes(b"RIFF\x00\x00")
+  with pytest.raises(audio_taps.AudioError, match="WAV"):
+    audio_taps.wav_to_taps(truncated)
