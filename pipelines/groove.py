@@ -529,7 +529,8 @@ def _run(tasks, workers: int, progress: bool, desc: str):
 
 
 def _progress(iterable, total: int, enabled: bool, desc: str):
-  if not enabled:
+  """A progress bar on a terminal (none in a log file, like the trainer's)."""
+  if not enabled or not sys.stderr.isatty():
     return iterable
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm(iterable, total=total, desc=desc, unit="file")
