@@ -37,7 +37,7 @@ TASK_MODEL = engine.ModelSource(pretrained="groove_2bar_humanize")
 # note-density vector (python -m flax_musicvae.generate --mode=attribute
 # --attribute=note_density --model=groove_4bar, on the Groove validation split).
 ATTR = "note_density" if SCREENSHOTS else "random_direction"
-DENSITY = pathlib.Path(__file__).parents[1] / "docs" / "studio" / "groove_4bar_note_density.npz"
+DENSITY = pathlib.Path(__file__).parents[1] / "flax_musicvae" / "pretrained" / "groove_4bar" / "attribute_note_density.npz"
 
 
 @pytest.fixture(scope="module")
