@@ -39,9 +39,10 @@ Modes:
                --backing_chords="C G Am F" (or --chords=C,G,Am,F) every --steps_per_chord
 Windows: a model reads windows of a few bars (groove_4bar 4, the 2-bar models 2) of 16
 steps per bar (any meter with 16 sixteenths a bar: 4/4, 2/2; not 3/4 or 6/8). An input MIDI
-longer than one window needs --start_bar=N (bars numbered from 1; one for all inputs or
-one per input) in sample-free modes; without it the error lists the windows. The groove
-tasks and reconstruct take inputs of any length (cut into model windows and joined).
+longer than one window needs --start_bar=N in similar, interpolate, encode and attribute
+(bars numbered from 1; one for all inputs or one per input); without it the error lists
+the windows. reconstruct and the groove tasks take inputs of any length (cut into model
+windows and joined), or with --start_bar the one window.
 Seeds: output i uses seed --seed + i, so --seed=S+i --num_outputs=1 re-makes output i.
 Outputs: MIDI files (--qpm; default the input's tempo for tasks and reconstruct, 120 qpm
 otherwise), a PNG piano roll / drum grid (one row per output), and with --wav WAVs

@@ -469,6 +469,12 @@ def _exported(fn, args, key: str, config):
   return exp
 
 
+#: Jitted encoders and exported decoders shared by the models of one config: another
+#: model of it (a second CLI run in one process, the studio, a test) reuses their
+#: compiled programs instead of compiling its own.
+_SHARED: dict[tuple, Any] = {}
+
+
 def _bucket(n: int, max_batch: int) -> int:
   return min(max_batch, 1 << max(0, (n - 1).bit_length()))
 
@@ -499,7 +505,8 @@ class MusicVAEModel:
                          controls=controls, length=length, end_token=self.converter.end_token,
                          method=model.sample, rngs={"sample": key})["outputs"]
 
-    self._encode = jax.jit(encode_fn)
+    self._config_key = config.to_json_best_effort(sort_keys=True)
+    self._encode = _SHARED.setdefault(("encode", self._config_key), jax.jit(encode_fn))
     self._decode_fn = decode_fn
     self._decoders: dict[tuple, Any] = {}
 
@@ -513,8 +520,12 @@ class MusicVAEModel:
     args = (params, z, controls, seed, index, temperature)
     key = (greedy, length, z.shape, controls.shape)
     if key not in self._decoders:
-      fn = jax.jit(functools.partial(self._decode_fn, greedy=greedy, length=length))
-      self._decoders[key] = jax.jit(_exported(fn, args, repr(key), self.config).call)
+      dtypes = tuple(sorted({str(x.dtype) for x in jax.tree.leaves(params)}))
+      shared = ("decode", self._config_key, key, dtypes)
+      if shared not in _SHARED:
+        fn = jax.jit(functools.partial(self._decode_fn, greedy=greedy, length=length))
+        _SHARED[shared] = jax.jit(_exported(fn, args, repr(key), self.config).call)
+      self._decoders[key] = _SHARED[shared]
     return self._decoders[key](*args)
 
   # --- construction
