@@ -17,8 +17,10 @@ import functools
 import hashlib
 import itertools
 import json
+import os
 import pathlib
 import queue
+import shutil
 import threading
 from typing import Any, Callable, Iterator
 
@@ -37,7 +39,59 @@ _AUGMENT_STREAM = 1  # keeps augmentation draws apart from the (seed, epoch) shu
 
 def resolve_path(path: str) -> pathlib.Path:
   """``~`` expanded; relative paths are taken from the current directory."""
+  if "://" in path:
+    raise ValueError(f"{path}: data.cache_dir must be a local folder (only data.path may "
+                     "be remote)")
   return pathlib.Path(path).expanduser().absolute()
+
+
+def data_path(path: str) -> pathlib.Path:
+  """``data.path`` as a local path: a remote one (``gs://bucket/groove.zip``, any
+  ``etils.epath`` URL) is first copied into the local data cache (:func:`local_copy`)."""
+  return local_copy(path) if "://" in path else resolve_path(path)
+
+
+def _files(folder) -> Iterator[Any]:
+  """Every file under ``folder`` (an epath; no ``**`` glob, which gs:// refuses)."""
+  for child in folder.iterdir():
+    if child.is_dir():
+      yield from _files(child)
+    else:
+      yield child
+
+
+def local_copy(url: str, cache: pathlib.Path | None = None) -> pathlib.Path:
+  """A local copy of the remote file or folder ``url`` under ``<cache>/remote/``.
+
+  ``cache``: ``data_fetch.cache_dir()`` by default. Copied once per host (to a
+  temporary name, then renamed, so an interrupted copy is redone); a file whose remote
+  size changed is copied again. ``FileNotFoundError`` when ``url`` does not exist.
+  """
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  from flax_musicvae import data_fetch  # pylint: disable=g-import-not-at-top
+  source = epath.Path(url)
+  if not source.exists():
+    raise FileNotFoundError(f"data.path {url} not found")
+  folder = (cache or data_fetch.cache_dir()) / "remote" / hashlib.sha256(
+      url.encode()).hexdigest()[:16]
+  target = folder / source.name
+  is_dir = source.is_dir()
+  if target.exists() and (is_dir or target.stat().st_size == source.stat().length):
+    return target
+  if jax.process_index() == 0:
+    print(f"copying {url} to {target}", flush=True)
+  tmp = folder / f".{source.name}.{os.getpid()}.tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  files = list(_files(source)) if is_dir else [source]
+  for file in files:
+    dest = tmp / file.relative_to(source) if is_dir else tmp
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with file.open("rb") as src, open(dest, "wb") as out:
+      shutil.copyfileobj(src, out, 1 << 20)
+  if target.exists():
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+  tmp.rename(target)
+  return target
 
 
 def build_converter(data_cfg: ml_collections.ConfigDict):
@@ -73,7 +127,7 @@ def load_split_with_stats(config: ml_collections.ConfigDict, split: str
   if data_cfg.dataset == "groove":
     from pipelines import groove  # pylint: disable=g-import-not-at-top
     arrays = groove.load_groove_split(
-        resolve_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
+        data_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
         mode=mode, seed=config.train.seed, progress=jax.process_index() == 0)
   elif data_cfg.dataset == "tfds":
     arrays = load_tfds_split(data_cfg, split, converter, mode, config.train.seed)
@@ -113,7 +167,7 @@ def load_note_sequence_split(config: ml_collections.ConfigDict, split: str, conv
     raise ValueError(f"data.dataset={data_cfg.dataset!r} needs data.path: a NoteSequence "
                      "TFRecord (pipelines.convert_dir or pipelines.folk_melodies)")
   arrays = note_sequence_dataset.load_note_sequence_split(
-      resolve_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
+      data_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
       mode=mode, seed=config.train.seed, eval_fraction=data_cfg.eval_fraction,
       max_seq_len=config.model.max_seq_len, min_examples=config.train.batch_size,
       progress=jax.process_index() == 0)
@@ -154,7 +208,7 @@ def load_tfds_split(data_cfg: ml_collections.ConfigDict, split: str, converter, 
       return {k: cached[k] for k in FIELDS}
   import note_seq  # pylint: disable=g-import-not-at-top
   from pipelines import tfds_groove  # pylint: disable=g-import-not-at-top
-  local = {"source_dir": resolve_path(data_cfg.path)} if data_cfg.path else {}
+  local = {"source_dir": data_path(data_cfg.path)} if data_cfg.path else {}
   dataset = tfds_groove.load(data_cfg.tfds_name, split, cache_dir / "tfds", **local)
   rng = np.random.default_rng(seed)
   examples = []

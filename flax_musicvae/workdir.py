@@ -220,9 +220,22 @@ def non_finite(tree: Any) -> list[str]:
 
 
 def abstract(tree: Any) -> Any:
-  """Shapes, dtypes and shardings of ``tree`` (a restore target)."""
+  """Shapes, dtypes and shardings of ``tree`` (a restore target).
+
+  Leaves without a sharding (numpy arrays, ``eval_shape`` results) go to this process's
+  first device, so a checkpoint written by another topology (e.g. several hosts of a
+  pod) still reads back here.
+  """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def leaf(x):
+    s = ocp.utils.to_shape_dtype_struct(x)
+    if isinstance(s, jax.ShapeDtypeStruct) and s.sharding is None:
+      return jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=local)
+    return s
+
+  return jax.tree.map(leaf, tree)
 
 
 def abstract_params(config: ml_collections.ConfigDict) -> Any:
@@ -488,19 +501,33 @@ def _read_varint(data: bytes, at: int) -> int:
       return value
 
 
+def _summary_value(tag: str, field: bytes, payload: bytes) -> bytes:
+  """A serialized ``Summary.Value``: tag=1, then ``field`` (its key byte) and ``payload``."""
+  tag_bytes = tag.encode()
+  value = b"\x0a" + _varint(len(tag_bytes)) + tag_bytes + field + payload
+  return b"\x0a" + _varint(len(value)) + value
+
+
+def _scalar_value(tag: str, value: float) -> bytes:
+  return _summary_value(tag, b"\x15", struct.pack("<f", value))  # simple_value=2 (float)
+
+
+def _image_value(tag: str, png: bytes) -> bytes:
+  """``Summary.Image`` (height=1, width=2, colorspace=3, encoded_image_string=4) of a PNG."""
+  width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+  image = (b"\x08" + _varint(height) + b"\x10" + _varint(width) + b"\x18" + _varint(4)
+           + b"\x22" + _varint(len(png)) + png)
+  return _summary_value(tag, b"\x22" + _varint(len(image)), image)  # image=4
+
+
 def _event_proto(wall_time: float, step: int, *, file_version: str = "",
-                 scalars: dict[str, float] | None = None) -> bytes:
+                 summary_values: bytes = b"") -> bytes:
   """A serialized ``tensorboard.Event`` (wall_time=1, step=2, file_version=3, summary=5)."""
   out = b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step)
   if file_version:
     out += b"\x1a" + _varint(len(file_version)) + file_version.encode()
-  if scalars:
-    summary = b""
-    for tag, value in scalars.items():  # Summary.Value: tag=1, simple_value=2
-      tag_bytes = tag.encode()
-      v = b"\x0a" + _varint(len(tag_bytes)) + tag_bytes + b"\x15" + struct.pack("<f", value)
-      summary += b"\x0a" + _varint(len(v)) + v
-    out += b"\x2a" + _varint(len(summary)) + summary
+  if summary_values:
+    out += b"\x2a" + _varint(len(summary_values)) + summary_values
   return out
 
 
@@ -519,7 +546,8 @@ def _event_records(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 class EventFileWriter:
-  """Scalar summaries in TensorBoard's event-file format, without TensorFlow (one file per split)."""
+  """Scalar and image summaries in TensorBoard's event-file format, without TensorFlow
+  (one file per split)."""
 
   FILE_NAME = "events.out.tfevents.flax_musicvae"
 
@@ -546,7 +574,12 @@ class EventFileWriter:
     self._file.flush()
 
   def scalars(self, step: int, scalars: dict[str, float]) -> None:
-    self._write(_event_proto(time.time(), step, scalars=scalars))
+    values = b"".join(_scalar_value(tag, value) for tag, value in scalars.items())
+    self._write(_event_proto(time.time(), step, summary_values=values))
+
+  def images(self, step: int, pngs: dict[str, bytes]) -> None:
+    values = b"".join(_image_value(tag, png) for tag, png in pngs.items())
+    self._write(_event_proto(time.time(), step, summary_values=values))
 
   def close(self) -> None:
     self._file.close()
@@ -589,9 +622,17 @@ class MetricWriter:
       return
     with (self._workdir / METRICS_FILE).open("a") as f:
       f.write(json.dumps({"split": split, "step": step, **metrics}) + "\n")
+    self._split(split).scalars(step, metrics)
+
+  def images(self, split: str, step: int, pngs: dict[str, bytes]) -> None:
+    """PNG images (e.g. the samples of an evaluation) to TensorBoard's Images tab."""
+    if self._enabled and pngs:
+      self._split(split).images(step, pngs)
+
+  def _split(self, split: str) -> EventFileWriter:
     if split not in self._events:
       self._events[split] = EventFileWriter(self._workdir / "tensorboard" / split)
-    self._events[split].scalars(step, metrics)
+    return self._events[split]
 
   def close(self) -> None:
     for writer in self._events.values():
