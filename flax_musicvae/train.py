@@ -570,7 +570,10 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
           written = ""
           if samples is not None:
             with timer.paused():
-              written = f"; samples: {samples.write(step, state.params)}"
+              folder = samples.write(step, state.params)
+            writer.images("eval", step, {f"{png.stem}": png.read_bytes()
+                                         for png in sorted(folder.glob("*.png"))})
+            written = f"; samples: {folder}"
           log(f"step {step}: eval loss {eval_metrics['loss']:.3f}, "
               f"accuracy {eval_metrics['accuracy']:.4f} ({passes}){written}")
           postfix["eval_loss"] = f"{eval_metrics['loss']:.2f}"

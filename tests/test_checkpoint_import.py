@@ -275,7 +275,7 @@ def test_fine_tunes_an_imported_checkpoint_on_groove_data(golden_dir, tmp_path):
   data = {s: {k: d[k] for k in ("inputs", "outputs", "controls", "lengths")}
           for s, d in data.items()}
   config.train.update(batch_size=8, num_train_steps=20, log_every_steps=10,
-                      eval_every_steps=1000, checkpoint_every_steps=1000,
+                      eval_every_steps=1000, checkpoint_every_steps=1000, eval_samples=0,
                       warm_start_from=str(tmp_path / "imported"))
   config.model.dropout_keep_prob = 1.0
   result = train.train_and_evaluate(config, tmp_path / "tuned", train_data=data["train"],

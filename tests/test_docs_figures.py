@@ -30,7 +30,7 @@ def tiny_config(name: str, cache_dir, steps: int):
   c.data.path = str(GROOVE)
   c.data.cache_dir = str(cache_dir)
   c.train.update(batch_size=2, num_train_steps=steps, log_every_steps=1, eval_every_steps=3,
-                 eval_num_batches=1, checkpoint_every_steps=steps)
+                 eval_num_batches=1, checkpoint_every_steps=steps, eval_samples=0)
   return c
 
 

@@ -128,7 +128,7 @@ def tiny_mel_config(collection, cache_dir, dataset="note_sequences"):
   c.data.update(dataset=dataset, path=str(collection), cache_dir=str(cache_dir))
   c.data.eval_fraction = 0.5
   c.train.update(batch_size=4, num_train_steps=3, log_every_steps=1, eval_every_steps=1000,
-                 checkpoint_every_steps=1000)
+                 checkpoint_every_steps=1000, eval_samples=0)
   return c
 
 

@@ -1,5 +1,6 @@
 """Shipped models: packaging a run, the float16 round trip, ``generate --model``, errors."""
 
+import datetime
 import os
 import subprocess
 import sys
@@ -65,13 +66,14 @@ def test_float16_round_trip_is_exact(run_dir, registry):
 def test_model_card_has_the_runs_facts(run_dir, registry):
   card = (registry / "tiny" / pretrained.CARD_FILE).read_text()
   eval_loss = [r for r in workdir_lib.read_metrics(run_dir) if r["split"] == "eval"][-1]["loss"]
-  for fact in ("steps: 4 at batch size 8", "training wall time: 0:00:", "dataset `groove`",
+  for fact in ("steps: 4 at batch size 8", "dataset `groove`",
                "split `train`", "CC BY 4.0", f"| eval | 4 | loss | {eval_loss:.6g} |",
                "--model=tiny"):
     assert fact in card, fact
   info = pretrained.training_info("tiny", registry)
   assert (info["step"], info["batch_size"], info["workdir"]) == (4, 8, str(run_dir))
-  assert f"training wall time: 0:00:{info['wall_seconds']:02d}" in card
+  wall_time = datetime.timedelta(seconds=round(info["wall_seconds"]))  # h:mm:ss, any load
+  assert f"training wall time: {wall_time} " in card
 
 
 def test_card_sections_are_replaced_not_repeated(registry, tmp_path):

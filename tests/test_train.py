@@ -14,7 +14,10 @@ import jax
 import numpy as np
 import pytest
 
+from note_seq.protobuf import music_pb2
+
 from flax_musicvae import config_lib
+from flax_musicvae import render
 from flax_musicvae import train
 from flax_musicvae import workdir as workdir_lib
 from tests.conftest import ROOT
@@ -160,6 +163,17 @@ def test_tensorboard_events_readable_by_tensorflow(tmp_path):
   assert events[1].step == 7
   assert {v.tag: v.simple_value for v in events[1].summary.value} == {
       "loss": 1.5, "free_running/accuracy": 0.25}
+  beat = music_pb2.NoteSequence(total_time=2.0)
+  beat.tempos.add(qpm=120)
+  beat.notes.add(pitch=36, velocity=100, start_time=0.0, end_time=0.1, is_drum=True)
+  png = tmp_path / "grid.png"
+  render.save_png([beat], png)
+  writer = workdir_lib.MetricWriter(tmp_path)
+  writer.images("eval", 9, {"samples": png.read_bytes()})
+  writer.close()
+  image = list(tf.compat.v1.train.summary_iterator(str(path)))[-1].summary.value[0]
+  decoded = tf.io.decode_png(image.image.encoded_image_string).numpy()
+  assert (image.tag, image.image.height, image.image.width) == ("samples", *decoded.shape[:2])
 
 
 _DEVICES_WORKER = textwrap.dedent("""
@@ -311,6 +325,11 @@ def test_first_command_on_a_fresh_machine(tmp_path, monkeypatch):
       "example_0.mid", "examples.png", "examples.wav"}
   # The resumed run added step 6 and left every earlier file as it was.
   assert all(p.read_bytes() == data for p, data in before.items())
+  # Each evaluation's pictures are in TensorBoard too (the Images tab).
+  (events,) = (samples.parent / "tensorboard" / "eval").glob("events.out.tfevents.*")
+  for step in (2, 4, 6):
+    for png in ("samples.png", "reconstructions.png"):
+      assert (samples / f"step_{step:06d}" / png).read_bytes() in events.read_bytes()
 
 
 def test_first_command_offline_is_one_error_line(tmp_path):
