@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="attribute vector multiples (attribute mode: one output each)")
   p.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
                  help="write a piano-roll / drum-grid picture")
+  p.add_argument("--chord_voicing", action="store_true",
+                 help="chord models: also play the chords (a pad instrument) in the MIDI; "
+                      "the chord symbols are written as MIDI text events either way")
   p.add_argument("--wav", action="store_true",
                  help="also write WAVs: FluidSynth + a GM soundfont when installed, else the "
                       "built-in synthesizer")
@@ -235,19 +238,22 @@ class Writer:
     self.dir = pathlib.Path(args.output_dir)
     self.dir.mkdir(parents=True, exist_ok=True)
 
-  def sequences(self, seqs, titles=None, suffix: str = "") -> None:
+  def sequences(self, seqs, titles=None, suffix: str = "", shown=None) -> None:
+    """A MIDI (and WAV) per sequence; one PNG of ``shown`` (default ``seqs``), titled."""
     from flax_musicvae import inference, render  # pylint: disable=g-import-not-at-top
     if self.args.qpm:
       seqs = [inference.set_qpm(ns, self.args.qpm) for ns in seqs]
     n = len(seqs)
     for i, ns in enumerate(seqs):
-      path = render.write_midi(ns, self.dir / f"{self.prefix}{suffix}-{i + 1:03d}-of-{n:03d}.mid")
+      path = render.write_midi(ns, self.dir / f"{self.prefix}{suffix}-{i + 1:03d}-of-{n:03d}.mid",
+                               chord_voicing=self.args.chord_voicing)
       print(f"wrote {path}")
       if self.args.wav:
         wav, engine = render.render_wav(path, path.with_suffix(".wav"))
         print(f"wrote {wav} ({engine})")
     if self.args.png and seqs:
-      print(f"wrote {render.save_png(seqs, self.dir / f'{self.prefix}{suffix}.png', titles)}")
+      png = self.dir / f"{self.prefix}{suffix}.png"
+      print(f"wrote {render.save_png(seqs if shown is None else shown, png, titles)}")
 
 
 def _controls(args, model):
@@ -376,7 +382,7 @@ def _task(args, model, writer) -> None:
     out = fn(model, source, temperature, args.seed)
   else:
     out = inference.infill(model, source, args.keep_original, temperature, args.seed)
-  writer.sequences([out], [args.mode])
+  writer.sequences([out], ["input", args.mode], shown=[source, out])  # the change at a glance
 
 
 def _attribute(args, model, writer) -> None:

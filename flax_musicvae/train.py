@@ -571,7 +571,7 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
           if samples is not None:
             with timer.paused():
               folder = samples.write(step, state.params)
-            writer.images("eval", step, {f"{png.stem}": png.read_bytes()
+            writer.images("eval", step, {png.stem: png.read_bytes()
                                          for png in sorted(folder.glob("*.png"))})
             written = f"; samples: {folder}"
           log(f"step {step}: eval loss {eval_metrics['loss']:.3f}, "

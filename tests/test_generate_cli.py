@@ -151,13 +151,21 @@ def test_long_groove_file_encode_decode_reconstruct_similar(workdirs, capsys, tm
   assert len(mids) == 2 and inference.read_midi(mids[0]).tempos[0].qpm == pytest.approx(100)
 
 
-def test_humanize_long_input(workdirs, capsys, tmp_path):
+def test_humanize_long_input(workdirs, capsys, tmp_path, monkeypatch):
   src = bars_of_beat(tmp_path / "in.mid", 5)
+  drawn = []
+  save_png = render.save_png
+  monkeypatch.setattr(render, "save_png", lambda seqs, *a: drawn.append(seqs) or save_png(seqs, *a))
   code, out, _ = run(capsys, "--workdir", workdirs["groove_2bar_humanize"], "--mode=humanize",
                      f"--input_midi_1={src}", f"--output_dir={tmp_path}", "--wav")
   assert code == 0
   (mid,) = written(out, ".mid")
   ns = inference.read_midi(mid)
+  # The picture shows the input above the humanized output.
+  (shown,) = drawn
+  assert len(shown) == 2 and len(shown[1].notes) == len(ns.notes)
+  assert sorted(n.pitch for n in shown[0].notes) == sorted(
+      n.pitch for n in inference.read_midi(src).notes)
   assert ns.tempos[0].qpm == pytest.approx(inference.read_midi(src).tempos[0].qpm, rel=1e-4)
   (wav,) = [line.split(" ")[1] for line in out.splitlines() if ".wav" in line]
   engine = "built-in synth" if render.fluidsynth_unavailable_reason() else "fluidsynth"
