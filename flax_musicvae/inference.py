@@ -843,7 +843,8 @@ def _qpm(ns) -> float:
 def _grid_windows(conv, ns, length: int):
   """Whole-sequence tensors cut into ``length``-step windows: (inputs, outputs, controls,
   steps) with the last window zero-padded."""
-  tensors = _infer_tensors(ns, conv, "yields no drum grid: it must be 4/4 with a single tempo")
+  tensors = _infer_tensors(
+      ns, conv, "yields no drum grid: it needs 16 steps a bar (e.g. 4/4 or 2/2) and a single tempo")
   steps = tensors.lengths[0]
   pad = -steps % length
   windows = (steps + pad) // length
