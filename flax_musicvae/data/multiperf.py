@@ -288,9 +288,11 @@ class MultiInstrumentPerformanceConverter(Converter):
       got = self._window_tokens(qns, rng)
       if got is not None:
         found.append(got)
-    # Magenta samples before dropping examples whose segments are too long.
-    found = sample_examples(ConverterTensors(found, found, found, [0] * len(found)),
-                            self.max_tensors_per_notesequence, mode, rng).inputs
+    # Magenta samples the windows before dropping those with too long segments.
+    ids = list(range(len(found)))
+    ids = sample_examples(ConverterTensors(ids, ids, ids, ids),
+                          self.max_tensors_per_notesequence, mode, rng).lengths
+    found = [found[i] for i in ids]
     out = ConverterTensors()
     no_chord = self.chord_encoder.encode_event(note_seq.NO_CHORD) if self.chord_encoder else 0
     for tokens, chord_ids in found:
