@@ -159,7 +159,7 @@ def test_load_groove_split_caches_and_keys(tmp_path, monkeypatch):
       CONVERTER).tensors.outputs]
   np.testing.assert_array_equal(arrays["outputs"], np.stack(reference))
   # Second call: read from the cache, nothing rebuilt.
-  monkeypatch.setattr(groove, "build_split", lambda *a, **k: pytest.fail("rebuilt"))
+  monkeypatch.setattr(groove.build, "build_split", lambda *a, **k: pytest.fail("rebuilt"))
   again = groove.load_groove_split(GROOVE_FIXTURES, "validation", CONVERTER, tmp_path)
   np.testing.assert_array_equal(again["outputs"], arrays["outputs"])
   # Other converter settings -> another cache entry.
@@ -282,7 +282,7 @@ def test_reread_emulation_matches_pretty_midi_write_and_read():
   expected = [(n.pitch, n.velocity, round(n.start / scale)) for n in reread]
   # All in one window (replayed), or the last two alone (the simple path).
   for window in (np.zeros(len(notes), int), np.array([1] * 7 + [0] * 2)):
-    order = groove._reread_order(window, pitch, velocity, on, off)
+    order = groove.fast._reread_order(window, pitch, velocity, on, off)
     got = [(pitch[i], velocity[i], on[i]) for i in order]
     want = [n for n in expected if notes_in(n, notes, window, 0)] + [
         n for n in expected if notes_in(n, notes, window, 1)]
