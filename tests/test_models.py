@@ -14,6 +14,7 @@ from flax_musicvae import config_lib
 from flax_musicvae import schedules
 from flax_musicvae.models import losses
 from flax_musicvae.models import nade
+from flax_musicvae.models import sampling
 from flax_musicvae.models import vae
 
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -153,7 +154,7 @@ def test_nade_sampling_threshold_and_distribution():
   np.testing.assert_array_equal(greedy, (cond >= 0.5).astype(np.float32))  # self-consistent
   n = 20000
   draws = nade.sample(p, jnp.repeat(b_enc, n, 0), jnp.repeat(b_dec, n, 0),
-                      jax.random.PRNGKey(0), 1.0)
+                      nade.uniform_noise(jax.random.PRNGKey(0), n, 3), 1.0)
   codes = (np.asarray(draws) @ np.array([4, 2, 1])).astype(int)
   xs = jnp.asarray(list(itertools.product([0.0, 1.0], repeat=3)), jnp.float32)
   lp, _ = nade.log_prob(p, xs, jnp.repeat(b_enc, 8, 0), jnp.repeat(b_dec, 8, 0))
@@ -176,7 +177,7 @@ def test_teacher_path_equals_stepwise_with_no_sampling():
       teacher, _ = dec.teacher(z, x_input, controls, lengths, None)
       select = jnp.zeros(x_input.shape[:2], bool)
       step = dec.stepwise(z, x_input, controls, select, x_input[:, 0],
-                          jax.random.PRNGKey(0), None, 1.0)["logits"]
+                          sampling.KeySampler(jax.random.PRNGKey(0), 1.0), None)["logits"]
       return teacher, step
     teacher, step = model.apply(variables, z, batch, method=both)
     np.testing.assert_allclose(teacher, step, atol=1e-5)

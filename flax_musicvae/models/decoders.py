@@ -3,13 +3,14 @@
 Each decoder is a linen module that declares the variables (TF-mirroring names) and
 returns a plain object of pure functions over them, so teacher forcing (batched,
 layer-by-layer scans), scheduled sampling and free-running sampling (step-wise scans
-with per-step keys) and the hierarchical segment loop (a nested scan) share parameters.
+whose randomness comes from a :mod:`sampling` sampler: a key for the model, noise inputs
+for export) and the hierarchical segment loop (a nested scan) share parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -18,77 +19,9 @@ import jax.numpy as jnp
 from flax_musicvae.models import encoders
 from flax_musicvae.models import lstm
 from flax_musicvae.models import nade
+from flax_musicvae.models import sampling
 
 Array = jax.Array
-HEAD_KINDS = ("categorical", "multi_out", "groove", "nade")
-
-
-@dataclasses.dataclass(frozen=True)
-class Head:
-  """What the output projection means: ``kind`` in HEAD_KINDS over ``depth`` output dims."""
-  kind: str
-  depth: int
-  depths: tuple[int, ...] = ()      # multi_out parts
-  nade_hidden: int = 0
-
-  def __post_init__(self):
-    if self.kind not in HEAD_KINDS:
-      raise ValueError(f"unknown output head {self.kind!r}; expected one of {HEAD_KINDS}")
-    if self.kind == "multi_out" and sum(self.depths) != self.depth:
-      raise ValueError(f"output depths {self.depths} do not sum to output depth {self.depth}")
-    if self.kind == "groove" and self.depth % 3:
-      raise ValueError(f"groove output depth must be 3 * instruments, got {self.depth}")
-
-  @property
-  def proj_size(self) -> int:
-    return self.depth + self.nade_hidden if self.kind == "nade" else self.depth
-
-  @property
-  def parts(self) -> tuple[int, ...]:
-    return self.depths if self.kind == "multi_out" else (self.depth,)
-
-
-def _one_hot_sample(logits: Array, key: Array, temperature: float | None) -> Array:
-  if temperature is None:
-    idx = jnp.argmax(logits, -1)
-  else:
-    idx = jax.random.categorical(key, logits.astype(jnp.float32) / temperature, axis=-1)
-  return jax.nn.one_hot(idx, logits.shape[-1], dtype=logits.dtype)
-
-
-def head_sample(head: Head, nade_params: dict | None, logits: Array, key: Array,
-                temperature: float | None) -> Array:
-  """Magenta's ``_sample`` for one step; ``temperature=None`` is the greedy/threshold choice.
-
-  Sampling probabilities are computed in float32; the sample has the dtype of ``logits``.
-  """
-  if head.kind in ("categorical", "multi_out"):
-    splits = jnp.split(logits, list(_cumsum(head.parts))[:-1], axis=-1)
-    keys = jax.random.split(key, len(splits))
-    return jnp.concatenate(
-        [_one_hot_sample(l, k, temperature) for l, k in zip(splits, keys)], -1)
-  if head.kind == "groove":
-    hits, vel, off = jnp.split(logits, 3, axis=-1)
-    if temperature is None:
-      hits = (hits > 0).astype(logits.dtype)
-    else:
-      probs = jax.nn.sigmoid(hits.astype(jnp.float32) / temperature)
-      hits = jax.random.bernoulli(key, probs).astype(logits.dtype)
-    return jnp.concatenate([hits, jax.nn.sigmoid(vel), jnp.tanh(off)], -1)
-  b_enc, b_dec = logits[..., :head.nade_hidden], logits[..., head.nade_hidden:]
-  return nade.sample(nade_params, b_enc, b_dec, key, temperature).astype(logits.dtype)
-
-
-def _cumsum(xs: Sequence[int]) -> list[int]:
-  out, total = [], 0
-  for x in xs:
-    total += x
-    out.append(total)
-  return out
-
-
-def _step_keys(key: Array | None, steps: int) -> Array:
-  return jnp.zeros((steps, 2), jnp.uint32) if key is None else jax.random.split(key, steps)
 
 
 class DenseParams(nn.Module):
@@ -123,7 +56,7 @@ class DecoderSettings:
 class FlatDecoder:
   """Pure functions of one LSTM decoder (``BaseLstmDecoder``) bound to its variables."""
   settings: DecoderSettings
-  head: Head
+  head: sampling.Head
   params: dict
 
   def initial_state(self, z: Array) -> lstm.State:
@@ -146,13 +79,14 @@ class FlatDecoder:
     return self.project(out), final
 
   def stepwise(self, z: Array, inputs: Array, aux: Array, select: Array, start: Array,
-               sample_key: Array, dropout_key: Array | None, temperature: float | None,
+               sampler: sampling.Sampler, dropout_key: Array | None,
                end_token: int | None = None) -> dict[str, Array]:
     """Step-wise decode: at step t the input is the previous sample where ``select[:, t]``.
 
     ``select`` all True is free-running sampling (``inputs`` unused), a Bernoulli(p) mask
-    with ``select[:, 0] = False`` is scheduled sampling. After an end token the outputs
-    are zero (``dynamic_decode``); ``lengths`` counts emitted steps.
+    with ``select[:, 0] = False`` is scheduled sampling; ``sampler`` draws each step's
+    sample. After an end token the outputs are zero (``dynamic_decode``); ``lengths``
+    counts emitted steps.
     """
     s, batch, steps = self.settings, inputs.shape[0], inputs.shape[1]
     layers, nade_p = self.params["layers"], self.params.get("nade")
@@ -160,13 +94,13 @@ class FlatDecoder:
 
     def body(carry, xs):
       state, prev, finished = carry
-      teacher_t, aux_t, select_t, skey, dkey = xs
+      teacher_t, aux_t, select_t, sampler_t, dkey = xs
       inp = jnp.where(select_t[:, None], prev, teacher_t)
       x = jnp.concatenate([inp, z, aux_t], -1)
       state, h = lstm.stack_step(layers, state, x, s.keep_prob,
                                  dkey if has_dropout else None, s.residual)
       logits = self.project(h)
-      smp = head_sample(self.head, nade_p, logits, skey, temperature)
+      smp = sampler.sample(self.head, nade_p, logits, sampler_t)
       live = ~finished
       new_finished = finished
       if end_token is not None:
@@ -174,8 +108,8 @@ class FlatDecoder:
       out = (jnp.where(live[:, None], logits, 0.0), jnp.where(live[:, None], smp, 0.0), live)
       return (state, smp, new_finished), out
 
-    xs = (lstm.time_major(inputs), lstm.time_major(aux), select.T,
-          _step_keys(sample_key, steps), _step_keys(dropout_key, steps))
+    xs = (lstm.time_major(inputs), lstm.time_major(aux), select.T, sampler.steps(steps),
+          sampling.split_keys(dropout_key, steps) if has_dropout else None)
     init = (self.initial_state(z), start, jnp.zeros((batch,), bool))
     (state, _, _), (logits, samples, live) = lstm.scan(body, init, xs, s.remat)
     return {"logits": lstm.time_major(logits), "samples": lstm.time_major(samples),
@@ -186,10 +120,10 @@ class FlatDecoder:
 class SplitDecoder:
   """``SplitMultiOutLstmDecoder``: one FlatDecoder per output part, same z and controls."""
   cores: list[FlatDecoder]
-  head: Head
+  head: sampling.Head
 
   def _split(self, x: Array) -> list[Array]:
-    return jnp.split(x, _cumsum(self.head.depths)[:-1], axis=-1)
+    return jnp.split(x, self.head.bounds, axis=-1)
 
   def teacher(self, z, inputs, aux, lengths, dropout_key):
     keys = [None] * len(self.cores) if dropout_key is None else list(
@@ -198,16 +132,14 @@ class SplitDecoder:
             for c, x, k in zip(self.cores, self._split(inputs), keys)]
     return jnp.concatenate([o[0] for o in outs], -1), _merge_states([o[1] for o in outs])
 
-  def stepwise(self, z, inputs, aux, select, start, sample_key, dropout_key, temperature,
-               end_token=None):
+  def stepwise(self, z, inputs, aux, select, start, sampler, dropout_key, end_token=None):
     if end_token is not None:
       raise ValueError("split decoders need a fixed length (no end token)")
     n = len(self.cores)
-    skeys = jax.random.split(sample_key, n)
     dkeys = [None] * n if dropout_key is None else list(jax.random.split(dropout_key, n))
-    outs = [c.stepwise(z, x, aux, select, st, sk, dk, temperature)
-            for c, x, st, sk, dk in zip(self.cores, self._split(inputs), self._split(start),
-                                        skeys, dkeys)]
+    outs = [c.stepwise(z, x, aux, select, st, sm, dk)
+            for c, x, st, sm, dk in zip(self.cores, self._split(inputs), self._split(start),
+                                        sampler.parts(self.head.depths), dkeys)]
     return {"logits": jnp.concatenate([o["logits"] for o in outs], -1),
             "samples": jnp.concatenate([o["samples"] for o in outs], -1),
             "lengths": outs[0]["lengths"],
@@ -227,7 +159,7 @@ class FlatDecoderParams(nn.Module):
   """Variables of a BaseLstmDecoder: ``z_to_initial_state``, ``multi_rnn_cell``,
   ``output_projection`` and, for NADE, ``nade``."""
   settings: DecoderSettings
-  head: Head
+  head: sampling.Head
   z_size: int
   aux_size: int
 
@@ -251,13 +183,13 @@ class FlatDecoderParams(nn.Module):
 class SplitDecoderParams(nn.Module):
   """``core_decoder_{i}`` FlatDecoders with categorical heads of the given depths."""
   settings: DecoderSettings
-  head: Head
+  head: sampling.Head
   z_size: int
   aux_size: int
 
   @nn.compact
   def __call__(self) -> SplitDecoder:
-    cores = [FlatDecoderParams(self.settings, Head("categorical", d), self.z_size,
+    cores = [FlatDecoderParams(self.settings, sampling.Head("categorical", d), self.z_size,
                                self.aux_size, name=f"core_decoder_{i}")()
              for i, d in enumerate(self.head.depths)]
     return SplitDecoder(cores, self.head)
@@ -276,17 +208,8 @@ class HierarchicalDecoder:
   core: Any             # FlatDecoder | SplitDecoder
 
   @property
-  def head(self) -> Head:
+  def head(self) -> sampling.Head:
     return self.core.head
-
-  def _segments(self, x: Array) -> Array:
-    """``[B, T, ...]`` -> ``[S, B, L, ...]``."""
-    s, l = self.level_lengths
-    return jnp.swapaxes(x.reshape((x.shape[0], s, l) + x.shape[2:]), 0, 1)
-
-  def _unsegment(self, x: Array) -> Array:
-    x = jnp.swapaxes(x, 0, 1)
-    return x.reshape((x.shape[0], -1) + x.shape[3:])
 
   def _conductor_init(self, z: Array) -> lstm.State:
     flat = jnp.tanh(dense(self.params["initial_state"], z))
@@ -305,8 +228,8 @@ class HierarchicalDecoder:
   def teacher(self, z, inputs, aux, lengths, dropout_key):
     if self.autoregressive:
       select = jnp.zeros(inputs.shape[:2], bool)
-      res = self.stepwise(z, inputs, aux, select, inputs[:, 0], None, dropout_key, None,
-                          teacher_forced=True, lengths=lengths)
+      res = self.stepwise(z, inputs, aux, select, inputs[:, 0], sampling.KeySampler(None, None),
+                          dropout_key, teacher_forced=True, lengths=lengths)
       return res["logits"], None
     batch, (s, l) = z.shape[0], self.level_lengths
     k_cond, k_core = (None, None) if dropout_key is None else jax.random.split(dropout_key)
@@ -316,18 +239,17 @@ class HierarchicalDecoder:
                                   aux.reshape(batch * s, l, -1), seg_len, k_core)
     return logits.reshape(batch, s * l, -1), None
 
-  def stepwise(self, z, inputs, aux, select, start, sample_key, dropout_key, temperature,
-               end_token=None, *, teacher_forced: bool = False, lengths: Array | None = None):
+  def stepwise(self, z, inputs, aux, select, start, sampler, dropout_key, end_token=None, *,
+               teacher_forced: bool = False, lengths: Array | None = None):
     """Segment by segment (a scan over segments); each segment starts from the previous
-    segment's last sample (its last target under teacher forcing)."""
+    segment's last sample (its last target under teacher forcing) and decodes with
+    ``sampler.segment`` of its slice of ``sampler.segments``."""
     if end_token is not None:
       raise ValueError("hierarchical decoders need a fixed length (no end token)")
     batch, (s, l) = z.shape[0], self.level_lengths
     st = self.settings
     layers = self.params["layers"]
-    has_dropout = dropout_key is not None   # else the keys below are never used
-    k_core = dropout_key if has_dropout else jax.random.PRNGKey(0)
-    sample_keys = _step_keys(sample_key, s)
+    has_dropout = dropout_key is not None
     seg_len = (jnp.full((batch, s), l, jnp.int32) if lengths is None
                else encoders.segment_lengths(lengths, s, l))
     feedback0 = jnp.zeros((batch, 1), z.dtype)
@@ -336,28 +258,27 @@ class HierarchicalDecoder:
 
     def body(carry, xs):
       cstate, feedback, prev = carry
-      seg_in, seg_aux, seg_sel, seg_len_i, skey, dkey = xs
+      seg_in, seg_aux, seg_sel, seg_len_i, seg_sampler, dkey = xs
       x = jnp.concatenate([feedback, z], -1) if self.autoregressive else feedback
-      ckey, core_key = jax.random.split(dkey)
-      cstate, emb = lstm.stack_step(layers, cstate, x, st.keep_prob,
-                                    ckey if has_dropout else None, st.residual)
-      core_dkey = core_key if has_dropout else None
+      ckey, core_dkey = jax.random.split(dkey) if has_dropout else (None, None)
+      cstate, emb = lstm.stack_step(layers, cstate, x, st.keep_prob, ckey, st.residual)
       if teacher_forced:
         logits, final = self.core.teacher(emb, seg_in, seg_aux, seg_len_i, core_dkey)
         smp = seg_in
       else:
-        res = self.core.stepwise(emb, seg_in, seg_aux, seg_sel, prev, skey, core_dkey,
-                                 temperature)
+        res = self.core.stepwise(emb, seg_in, seg_aux, seg_sel, prev,
+                                 sampler.segment(seg_sampler), core_dkey)
         logits, smp, final = res["logits"], res["samples"], res["final_state"]
       fb = (flat_state(final).astype(feedback.dtype) if self.autoregressive
             else jnp.zeros_like(feedback))
       return (cstate, fb, smp[:, -1]), (logits, smp)
 
-    xs = (self._segments(inputs), self._segments(aux), self._segments(select), seg_len.T,
-          sample_keys, jax.random.split(k_core, s))
+    dropout_keys = jax.random.split(dropout_key, s) if has_dropout else None
+    xs = (sampling.segments(inputs, s), sampling.segments(aux, s),
+          sampling.segments(select, s), seg_len.T, sampler.segments(s), dropout_keys)
     init = (self._conductor_init(z), feedback0, start)
     _, (logits, samples) = lstm.scan(body, init, xs, False)
-    return {"logits": self._unsegment(logits), "samples": self._unsegment(samples),
+    return {"logits": sampling.unsegment(logits), "samples": sampling.unsegment(samples),
             "lengths": jnp.full((batch,), s * l, jnp.int32)}
 
   def _core_state_size(self) -> int:

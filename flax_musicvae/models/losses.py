@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from flax_musicvae import schedules
-from flax_musicvae.models import decoders
 from flax_musicvae.models import nade
+from flax_musicvae.models import sampling
 
 Array = jax.Array
 LOG_LOSS_EPS = 1e-7   # tf.losses.log_loss default epsilon
@@ -22,7 +22,7 @@ def _categorical(logits: Array, target: Array) -> tuple[Array, Array]:
   return loss, correct.astype(jnp.float32)
 
 
-def step_losses(head: decoders.Head, nade_params: dict | None, logits: Array, target: Array
+def step_losses(head: sampling.Head, nade_params: dict | None, logits: Array, target: Array
                 ) -> tuple[Array, dict[str, Array]]:
   """Per-step loss ``[B, T]`` and per-step metric ingredients (``step_*`` arrays).
 
@@ -30,7 +30,7 @@ def step_losses(head: decoders.Head, nade_params: dict | None, logits: Array, ta
   """
   logits, target = logits.astype(jnp.float32), target.astype(jnp.float32)
   if head.kind in ("categorical", "multi_out"):
-    cuts = decoders._cumsum(head.parts)[:-1]
+    cuts = head.bounds
     parts = [_categorical(l, t) for l, t in zip(jnp.split(logits, cuts, -1),
                                                   jnp.split(target, cuts, -1))]
     loss = sum(p[0] for p in parts)

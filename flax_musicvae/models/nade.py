@@ -50,22 +50,28 @@ def log_prob(p: dict[str, Array], x: Array, b_enc: Array, b_dec: Array
   return lp.sum(0), cond.T
 
 
-def sample(p: dict[str, Array], b_enc: Array, b_dec: Array, key: Array | None,
-           temperature: float | None) -> Array:
-  """Sequential Bernoulli draws (float32); ``temperature=None`` thresholds at 0.5 (Magenta)."""
+def uniform_noise(key: Array, batch: int, num_dims: int) -> Array:
+  """The uniform noise ``[N, D]`` of one draw: dimension ``i`` from ``split(key, D)[i]``."""
+  return jax.vmap(lambda k: jax.random.uniform(k, (batch,)))(
+      jax.random.split(key, num_dims)).T
+
+
+def sample(p: dict[str, Array], b_enc: Array, b_dec: Array, noise: Array | None,
+           temperature: float | Array | None) -> Array:
+  """Sequential draws (float32): dimension ``i`` is 1 where ``noise[:, i] < p(x_i = 1 |
+  x_<i)`` (tempered); ``temperature=None`` thresholds at 0.5 (Magenta) and needs no noise."""
   p, b_enc, b_dec = _float32(p, b_enc, b_dec)
-  num_dims = b_dec.shape[-1]
-  keys = (jnp.zeros((num_dims, 2), jnp.uint32) if key is None
-          else jax.random.split(key, num_dims))
+  if noise is None:
+    noise = jnp.zeros_like(b_dec)
 
   def body(a, inp):
-    w_enc, w_dec, b, k = inp
+    w_enc, w_dec, b, u = inp
     logit = b + jax.nn.sigmoid(a) @ w_dec[:, 0]
     if temperature is None:
       v = (jax.nn.sigmoid(logit) >= 0.5).astype(a.dtype)
     else:
-      v = jax.random.bernoulli(k, jax.nn.sigmoid(logit / temperature)).astype(a.dtype)
+      v = (u < jax.nn.sigmoid(logit / temperature)).astype(a.dtype)
     return a + v[:, None] * w_enc[0], v
 
-  _, v = jax.lax.scan(body, b_enc, (p["w_enc"], p["w_dec_t"], b_dec.T, keys))
+  _, v = jax.lax.scan(body, b_enc, (p["w_enc"], p["w_dec_t"], b_dec.T, noise.T))
   return v.T

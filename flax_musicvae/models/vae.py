@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax_musicvae.models import decoders
 from flax_musicvae.models import encoders
 from flax_musicvae.models import losses
+from flax_musicvae.models import sampling
 
 Array = jax.Array
 DECODERS = ("categorical", "multi_out", "split", "hierarchical", "groove", "nade")
@@ -71,9 +72,9 @@ class ModelSpec:
     return self.core_decoder if self.decoder == "hierarchical" else self.decoder
 
   @property
-  def head(self) -> decoders.Head:
+  def head(self) -> sampling.Head:
     kind = {"split": "multi_out"}.get(self.flat_decoder, self.flat_decoder)
-    return decoders.Head(kind, self.output_depth, tuple(self.output_depths),
+    return sampling.Head(kind, self.output_depth, tuple(self.output_depths),
                          self.nade_num_hidden if kind == "nade" else 0)
 
   @property
@@ -193,10 +194,13 @@ class MusicVAE(nn.Module):
     controls = self._controls(batch.get("controls"), *x_target.shape[:2], dtype)
     return x_input, x_target, lengths, controls
 
-  def sample(self, z: Array, *, temperature: float | None = 1.0, controls: Array | None = None,
-             length: int | None = None, end_token: int | None = None) -> dict[str, Array]:
+  def sample(self, z: Array, *, temperature: float | Array | None = 1.0,
+             controls: Array | None = None, length: int | None = None,
+             end_token: int | None = None, noise: Array | None = None) -> dict[str, Array]:
     """Free-running decode from ``z``; ``temperature=None`` is greedy (argmax / threshold).
 
+    The sampling noise is drawn from the ``'sample'`` rng, or is ``noise [B, L,
+    sampling.noise_depth(head)]`` when given (export: ``sampling.NoiseSampler``).
     Returns ``outputs [B, L, D]``, ``lengths [B]`` and pre-activation ``logits``.
     """
     batch, length = z.shape[0], length or self.spec.max_seq_len
@@ -207,9 +211,10 @@ class MusicVAE(nn.Module):
       raise ValueError(f"controls cover {controls.shape[1]} steps, need {length}")
     depth = self.spec.output_depth
     zeros = jnp.zeros((batch, length, depth), dtype)
+    sampler = (sampling.KeySampler(self.make_rng("sample"), temperature) if noise is None
+               else sampling.NoiseSampler(noise, temperature))
     res = self.decoder().stepwise(z, zeros, controls, jnp.ones((batch, length), bool),
-                                  zeros[:, 0], self.make_rng("sample"), None, temperature,
-                                  end_token)
+                                  zeros[:, 0], sampler, None, end_token)
     return {"outputs": res["samples"], "lengths": res["lengths"], "logits": res["logits"]}
 
   def __call__(self, batch: dict[str, Array], *, train: bool,
@@ -242,8 +247,9 @@ class MusicVAE(nn.Module):
       first = (jnp.arange(steps) % sp.segment_length) == 0
       select = select & ~first[None, :]
       temperature = None if sp.head.kind == "nade" else 1.0
-      logits = dec.stepwise(z, x_input, controls, select, x_input[:, 0],
-                            self.make_rng("sample"), dkey, temperature)["logits"]
+      sampler = sampling.KeySampler(self.make_rng("sample"), temperature)
+      logits = dec.stepwise(z, x_input, controls, select, x_input[:, 0], sampler,
+                            dkey)["logits"]
     mask = step_mask(lengths, steps)
     step_loss, step_metrics = losses.step_losses(dec.head, nade_params(dec), logits, x_target)
     return {"mu": mu, "sigma": sigma, "z": z, "kl": kl, "logits": logits, "mask": mask,
