@@ -33,7 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from flax_musicvae.io import crc32c
+from flax_musicvae.io import tfrecord
 
 PathLike = str | os.PathLike
 CHECKPOINTS = "checkpoints"
@@ -476,12 +476,6 @@ def save(workdir: PathLike, config: ml_collections.ConfigDict, checkpoint: Check
 # ----------------------------------------------------------------------------- metrics
 
 
-def _event_record(data: bytes) -> bytes:
-  length = struct.pack("<Q", len(data))
-  crc = lambda b: struct.pack("<I", crc32c.mask(crc32c.value(b)))
-  return length + crc(length) + data + crc(data)
-
-
 def _varint(n: int) -> bytes:
   out = bytearray()
   while True:
@@ -570,7 +564,7 @@ class EventFileWriter:
       _replace(file, kept)
 
   def _write(self, event: bytes) -> None:
-    self._file.write(_event_record(event))
+    self._file.write(tfrecord.frame(event))  # event files are TFRecords
     self._file.flush()
 
   def scalars(self, step: int, scalars: dict[str, float]) -> None:

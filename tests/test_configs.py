@@ -42,10 +42,9 @@ def test_config_builds_and_runs(name):
   assert c.name == name
   m = c.model
   assert m.input_depth > 0 and m.output_depth > 0
-  if c.data.converter != "multiperf":   # depths agree with the converter
-    conv = config_lib.make_converter(c.data)
-    assert (m.input_depth, m.output_depth, m.control_depth) == (
-        conv.input_depth, conv.output_depth, conv.control_depth)
+  conv = config_lib.make_converter(c.data)  # depths agree with the converter
+  assert (m.input_depth, m.output_depth, m.control_depth) == (
+      conv.input_depth, conv.output_depth, conv.control_depth)
   if name.startswith("groovae"):
     assert (c.data.dataset, c.data.path, c.train.batch_size) == (
         "groove", "../shared/data/groove-v1.0.0-midionly", 512)
