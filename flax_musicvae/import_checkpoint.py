@@ -146,12 +146,13 @@ def import_published(name: str, source: str | None = None,
   Magenta's URL) into ``workdir`` (default ``<cache>/magenta/<name>``).
 
   Returns the checkpoint folder and the config (sizes read off the checkpoint)."""
-  from flax_musicvae import config_lib, inference  # pylint: disable=g-import-not-at-top
+  from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
+  from flax_musicvae.inference import loading  # pylint: disable=g-import-not-at-top
   ours, magenta_id = published(name)
-  path = fetch(source or MAGENTA_URL.format(magenta_id), inference.CACHE_DIR / "downloads")
-  config, _, _ = inference.with_checkpoint_sizes(config_lib.load(PUBLISHED[ours][1]), path)
+  path = fetch(source or MAGENTA_URL.format(magenta_id), loading.CACHE_DIR / "downloads")
+  config, _, _ = loading.with_checkpoint_sizes(config_lib.load(PUBLISHED[ours][1]), path)
   params, step = magenta_import.import_params(path, config, substitutions)
-  workdir = workdir or inference.CACHE_DIR / "magenta" / ours
+  workdir = workdir or loading.CACHE_DIR / "magenta" / ours
   return save_to_workdir(params, step, config, workdir), config
 
 
@@ -199,8 +200,8 @@ def run(config: ml_collections.ConfigDict | None) -> None:
   elif _CHECKPOINT.value:
     if config is None:
       raise app.UsageError("--checkpoint needs --config (the model the checkpoint is for)")
-    from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
-    config, _, _ = inference.with_checkpoint_sizes(config, _CHECKPOINT.value)
+    from flax_musicvae.inference import loading  # pylint: disable=g-import-not-at-top
+    config, _, _ = loading.with_checkpoint_sizes(config, _CHECKPOINT.value)
     params, step = magenta_import.import_params(
         _CHECKPOINT.value, config, parse_substitutions(_SUBSTITUTIONS.value))
     folder = save_to_workdir(params, step, config, _WORKDIR.value)

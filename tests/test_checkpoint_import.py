@@ -231,7 +231,7 @@ def test_import_by_name_from_a_url(golden_dir, tmp_path, monkeypatch):
   served = tmp_path / "served"
   served.mkdir()
   bundle = _bundle(golden_dir, name, served / f"{name}.tar")
-  monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
+  monkeypatch.setattr(inference.loading, "CACHE_DIR", tmp_path / "cache")
   handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
   handler.log_message = lambda *args: None
   server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

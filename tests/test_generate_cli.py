@@ -23,7 +23,7 @@ from test_groove_tasks import BEAT, clip
 def workdirs(tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(inference, "CACHE_DIR", root / "cache")
+    mp.setattr(inference.loading, "CACHE_DIR", root / "cache")
     # The persistent XLA cache is process-wide: keep it out of this pytest process
     # (test_cli_fills_its_caches runs the CLI in a subprocess to check it).
     mp.setattr(inference, "enable_compilation_cache", lambda: None)

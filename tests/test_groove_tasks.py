@@ -29,7 +29,7 @@ def models():
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch):
-  monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
+  monkeypatch.setattr(inference.loading, "CACHE_DIR", tmp_path / "cache")
 
 
 def clip(bars: int, start_bar: int = 0, quantize: bool = False, path=BEAT):

@@ -25,7 +25,7 @@ def model():
 
 @pytest.fixture(autouse=True)
 def params_cache(tmp_path, monkeypatch):
-  monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
+  monkeypatch.setattr(inference.loading, "CACHE_DIR", tmp_path / "cache")
 
 
 def clip(path, bars: int, start_bar: int = 0):

@@ -22,7 +22,7 @@ def code_cells(path):
 
 
 def test_notebook_executes(tmp_path, monkeypatch):
-  monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
+  monkeypatch.setattr(inference.loading, "CACHE_DIR", tmp_path / "cache")
   cfg = config_lib.tiny(config_lib.load("groove_4bar"))
   workdir = inference.MusicVAEModel.init_random(cfg, seed=3).save(tmp_path / "run")
   monkeypatch.setenv("FLAX_MUSICVAE_WORKDIR", str(workdir))

@@ -45,7 +45,7 @@ def registry(run_dir, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def caches(tmp_path, monkeypatch):
-  monkeypatch.setattr(inference, "CACHE_DIR", tmp_path / "cache")
+  monkeypatch.setattr(inference.loading, "CACHE_DIR", tmp_path / "cache")
   monkeypatch.setattr(inference, "enable_compilation_cache", lambda: None)
 
 
