@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import note_seq
 import numpy as np
 
 from flax_musicvae import config_lib
@@ -123,8 +124,9 @@ def _primer(args, gen: generator_lib.MusicRNNGenerator):
       raise generator_lib.GeneratorError(
           f"--primer_{kind} does not fit a {gen.kind} model (use --primer_"
           f"{'drums' if gen.kind == 'drums' else 'melody'})")
+    qpm = args.qpm or note_seq.DEFAULT_QUARTERS_PER_MINUTE  # Magenta's default, 120
     return generator_lib.primer_list_to_sequence(generator_lib.parse_primer_list(text), kind,
-                                                 args.qpm, gen.steps_per_quarter)
+                                                 qpm, gen.steps_per_quarter)
   return None
 
 
