@@ -97,8 +97,10 @@ def main() -> None:
       "niceness": os.nice(0), "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
       "python": platform.python_version(),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "note": "measured on a 2-core machine shared with other jobs (see the load "
-              "averages); re-run on an idle machine for the reference figure",
+      "note": ("idle machine (1-minute load average under 1 before the run)"
+               if load_before[0] < 1 else
+               "measured while other jobs ran (see the load averages); re-run on an idle "
+               "machine for the reference figure"),
   }
   out = pathlib.Path(args.output)
   out.parent.mkdir(parents=True, exist_ok=True)
