@@ -569,11 +569,16 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
                              for p in eval_passes(config, step)[0])
           written = ""
           if samples is not None:
-            with timer.paused():
-              folder = samples.write(step, state.params)
-            writer.images("eval", step, {png.stem: png.read_bytes()
-                                         for png in sorted(folder.glob("*.png"))})
-            written = f"; samples: {folder}"
+            try:
+              with timer.paused():
+                folder = samples.write(step, state.params)
+              writer.images("eval", step, {png.stem: png.read_bytes()
+                                           for png in sorted(folder.glob("*.png"))})
+              written = f"; samples: {folder}"
+            except Exception as e:  # pylint: disable=broad-except  # never ends a run
+              samples = None
+              written = (f"; samples not written ({type(e).__name__}: {e}), "
+                         "training goes on without them")
           log(f"step {step}: eval loss {eval_metrics['loss']:.3f}, "
               f"accuracy {eval_metrics['accuracy']:.4f} ({passes}){written}")
           postfix["eval_loss"] = f"{eval_metrics['loss']:.2f}"

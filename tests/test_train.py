@@ -347,6 +347,18 @@ def test_first_command_offline_is_one_error_line(tmp_path):
   assert f"put groove-v1.0.0-midionly.zip (from that address) in {tmp_path / 'cache'}" in errors[0]
 
 
+def test_failing_eval_samples_do_not_end_the_run(tmp_path, monkeypatch, capsys):
+  def no_matplotlib(*_):
+    raise ModuleNotFoundError("No module named 'matplotlib'")
+  monkeypatch.setattr(render, "save_png", no_matplotlib)
+  train.train_and_evaluate(tiny_config(4, eval_samples=1, eval_every_steps=2), tmp_path,
+                           train_data=TRAIN, eval_data=EVAL)
+  assert (tmp_path / "checkpoints" / "4").is_dir()
+  out = capsys.readouterr().out
+  assert out.count("samples not written (ModuleNotFoundError: No module named 'matplotlib')"
+                   ) == 1 and "step 4: eval loss" in out
+
+
 def test_eval_samples_are_fixed_across_steps_and_resumes(tmp_path):
   """The same params give the same files at any step and from a new writer (a resumed run);
   another seed gives other samples."""
