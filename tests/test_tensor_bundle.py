@@ -1,7 +1,6 @@
 """TensorBundle reader/writer: golden Magenta checkpoints, round trips, TF cross-checks."""
 
 import os
-import shutil
 import tarfile
 
 import ml_dtypes

@@ -9,7 +9,6 @@ import sys
 
 import fsspec
 from fsspec.implementations import memory
-import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp

@@ -31,7 +31,7 @@ Attention step (state ``c, h, attns [A], attn_states [L, A]``, all zero at the s
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -22,7 +22,6 @@ back and render at velocity 100.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any, Sequence
 
