@@ -146,7 +146,7 @@ def test_bad_uploads_get_clear_4xx_messages(client):
 
   r = post(b"RIFF....WAVEfmt ", "song.wav")
   assert r.status_code == 400
-  assert r.json == {"error": "song.wav: not a MIDI file (no 'MThd' header); choose a Standard "
+  assert r.json == {"error": "song.wav: not a MIDI file (no 'MThd' header); use a Standard "
                              "MIDI file (.mid), e.g. exported from your DAW"}
   r = post(b"MThd\x00\x00\x00\x06broken")
   assert r.status_code == 400 and r.json["error"].startswith("x.mid: cannot parse the MIDI file")

@@ -18,7 +18,8 @@ GrooVAE tasks); their public names are re-exported here.
 
 from flax_musicvae.inference.inputs import (InputError, MultipleExtractedExamplesError,
                                             NoExtractedExamplesError, as_note_sequence,
-                                            check_input, read_midi, set_qpm)
+                                            check_input, parse_midi, read_midi,
+                                            set_qpm)
 from flax_musicvae.inference.latent import bilinear_grid, lerp, slerp
 from flax_musicvae.inference.loading import (PathLike, checkpoint_sizes,
                                              enable_compilation_cache, load_config,
@@ -38,7 +39,7 @@ __all__ = [
     "bilinear_grid", "candidate_windows", "check_input", "checkpoint_sizes",
     "converter_window_desc", "cut_bars", "drumify", "enable_compilation_cache",
     "extract_one", "extract_window", "humanize", "infill", "lerp", "list_windows",
-    "load_config", "load_workdir_params", "num_bars", "read_midi", "reconstruct",
+    "load_config", "load_workdir_params", "num_bars", "parse_midi", "read_midi", "reconstruct",
     "rhythm_to_drums", "save_workdir", "set_qpm", "slerp", "transfer",
     "window_bars", "window_hop_bars", "with_checkpoint_sizes",
 ]

@@ -30,24 +30,29 @@ class MultipleExtractedExamplesError(InputError):
     self.candidates = candidates
 
 
-def read_midi(path: PathLike):
-  """A NoteSequence from a MIDI file, with a clear error for anything else."""
+def parse_midi(data: bytes, name: str):
+  """A NoteSequence from the bytes of a Standard MIDI file ``name``, or a clear InputError."""
   import note_seq  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise InputError(f"{path}: no such file")
-  data = path.read_bytes()
   if not data:
-    raise InputError(f"{path}: the file is empty; pass a Standard MIDI file (.mid)")
+    raise InputError(f"{name}: the file is empty; use a Standard MIDI file (.mid)")
   if not data.startswith(b"MThd"):
-    raise InputError(f"{path}: not a MIDI file (no 'MThd' header); pass a Standard MIDI "
+    raise InputError(f"{name}: not a MIDI file (no 'MThd' header); use a Standard MIDI "
                      "file (.mid), e.g. exported from your DAW")
   try:
     ns = note_seq.midi_to_note_sequence(data)
-  except Exception as e:  # pylint: disable=broad-except
-    raise InputError(f"{path}: cannot parse the MIDI file ({e})") from e
-  ns.filename = str(path)
+  except Exception as e:  # pylint: disable=broad-except  # mido/pretty_midi raise anything
+    raise InputError(f"{name}: cannot parse the MIDI file ({type(e).__name__}: "
+                     f"{str(e)[:200]})") from e
+  ns.filename = name
   return ns
+
+
+def read_midi(path: PathLike):
+  """A NoteSequence from a MIDI file, with a clear error for anything else."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise InputError(f"{path}: no such file")
+  return parse_midi(path.read_bytes(), str(path))
 
 
 def as_note_sequence(item):

@@ -103,18 +103,8 @@ def window_bars(model: inference.MusicVAEModel) -> int:
 
 
 def parse_midi(data: bytes, name: str = "the upload"):
-  """A NoteSequence from uploaded bytes: a Standard MIDI file or a clear ``StudioError``."""
-  import note_seq  # pylint: disable=g-import-not-at-top
-  if not data:
-    raise StudioError(f"{name}: the file is empty; choose a Standard MIDI file (.mid)")
-  if not data.startswith(b"MThd"):
-    raise StudioError(f"{name}: not a MIDI file (no 'MThd' header); choose a Standard MIDI "
-                      "file (.mid), e.g. exported from your DAW")
-  try:
-    ns = note_seq.midi_to_note_sequence(data)
-  except Exception as e:  # pylint: disable=broad-except  # mido/pretty_midi raise anything
-    raise StudioError(f"{name}: cannot parse the MIDI file ({type(e).__name__}: "
-                      f"{str(e)[:200]})") from e
+  """A NoteSequence with notes from uploaded bytes, or a clear ``InputError``/``StudioError``."""
+  ns = inference.parse_midi(data, name)
   if not ns.notes:
     raise StudioError(f"{name}: the MIDI file has no notes")
   ns.filename = name
