@@ -30,11 +30,14 @@ import numpy as np
 
 from flax_musicvae import config_lib
 from flax_musicvae.data import augment
+from flax_musicvae.data.arrays import cache_key, pad_tensors
+from flax_musicvae.data.converter import Mode
 
 Batch = dict[str, np.ndarray]
 FIELDS = ("inputs", "outputs", "controls", "lengths")
 NOTE_SEQUENCE_DATASETS = ("note_sequences", "folk")
 _AUGMENT_STREAM = 1  # keeps augmentation draws apart from the (seed, epoch) shuffles
+TFDS_CACHE_VERSION = "v1"  # of load_tfds_split's cached arrays
 
 
 def resolve_path(path: str) -> pathlib.Path:
@@ -184,13 +187,6 @@ def check_depths(arrays: Batch, model_cfg: ml_collections.ConfigDict) -> None:
                        f"{want}: data.converter_kwargs and the model config disagree")
 
 
-def _stack(tensors, depth: int, steps: int) -> np.ndarray:
-  out = np.zeros((len(tensors), steps, depth), np.float32)
-  for i, t in enumerate(tensors):
-    out[i, :len(t)] = t
-  return out
-
-
 def load_tfds_split(data_cfg: ml_collections.ConfigDict, split: str, converter, mode: str,
                     seed: int) -> Batch:
   """``data.tfds_name`` (e.g. ``groove/4bar-midionly``) through tensorflow-datasets.
@@ -200,8 +196,9 @@ def load_tfds_split(data_cfg: ml_collections.ConfigDict, split: str, converter, 
   local copy of the dataset instead of downloading it (``pipelines.tfds_groove``).
   """
   cache_dir = resolve_path(data_cfg.cache_dir)
-  key = hashlib.sha256(repr((data_cfg.tfds_name, split, repr(converter), mode, seed,
-                             data_cfg.path)).encode()).hexdigest()[:20]
+  key = cache_key(TFDS_CACHE_VERSION, dict(
+      tfds_name=data_cfg.tfds_name, split=split, converter=repr(converter),
+      mode=Mode(mode).value, seed=seed, path=data_cfg.path))
   cache = cache_dir / f"tfds_{data_cfg.tfds_name.replace('/', '_')}_{split}_{key}.npz"
   if cache.exists():
     with np.load(cache) as cached:
@@ -220,9 +217,10 @@ def load_tfds_split(data_cfg: ml_collections.ConfigDict, split: str, converter, 
   controls = [x for e in examples for x in e.controls]
   lengths = np.array([n for e in examples for n in e.lengths], np.int32)
   steps = int(lengths.max(initial=1))
-  arrays = {"inputs": _stack(inputs, converter.input_depth, steps),
-            "outputs": _stack(outputs, converter.output_depth, steps),
-            "controls": _stack(controls, converter.control_depth, steps), "lengths": lengths}
+  arrays = {"inputs": pad_tensors(inputs, steps, converter.input_depth),
+            "outputs": pad_tensors(outputs, steps, converter.output_depth),
+            "controls": pad_tensors(controls, steps, converter.control_depth),
+            "lengths": lengths}
   cache_dir.mkdir(parents=True, exist_ok=True)
   np.savez(cache, **arrays)
   return arrays

@@ -12,7 +12,6 @@ split, mode, seed, eval fraction, padding length and a SHA-256 of the file's byt
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pathlib
 import tempfile
@@ -21,6 +20,7 @@ import numpy as np
 import tqdm
 from note_seq.protobuf import music_pb2
 
+from flax_musicvae.data.arrays import cache_key, pad_tensors
 from flax_musicvae.data.converter import Converter, ConverterTensors, Mode
 from pipelines import note_sequence_io
 
@@ -80,13 +80,6 @@ def convert(sequences: list[music_pb2.NoteSequence], converter: Converter, mode:
   return out
 
 
-def _pad(tensors: list[np.ndarray], depth: int, steps: int) -> np.ndarray:
-  out = np.zeros((len(tensors), steps, depth), np.float32)
-  for i, t in enumerate(tensors):
-    out[i, :len(t)] = t
-  return out
-
-
 def pad_examples(examples: ConverterTensors, converter: Converter, max_seq_len: int
                  ) -> dict[str, np.ndarray]:
   """``{inputs, outputs, controls [N, max_seq_len, depth], lengths [N]}``."""
@@ -95,9 +88,9 @@ def pad_examples(examples: ConverterTensors, converter: Converter, max_seq_len: 
   if longest > max_seq_len:
     raise ValueError(f"an example has {longest} steps, more than max_seq_len={max_seq_len}; "
                      "the converter and the model config disagree")
-  return {"inputs": _pad(examples.inputs, converter.input_depth, max_seq_len),
-          "outputs": _pad(examples.outputs, converter.output_depth, max_seq_len),
-          "controls": _pad(examples.controls, converter.control_depth, max_seq_len),
+  return {"inputs": pad_tensors(examples.inputs, max_seq_len, converter.input_depth),
+          "outputs": pad_tensors(examples.outputs, max_seq_len, converter.output_depth),
+          "controls": pad_tensors(examples.controls, max_seq_len, converter.control_depth),
           "lengths": lengths}
 
 
@@ -105,10 +98,9 @@ def cache_path(path: str | os.PathLike, split: str, converter: Converter, cache_
                mode: Mode | str, seed: int, eval_fraction: float, max_seq_len: int
                ) -> pathlib.Path:
   """``<cache_dir>/note_sequences_<stem>_<split>_<key>.npz``; the key hashes the bytes."""
-  key = hashlib.sha256(json.dumps(dict(
-      version=CACHE_VERSION, converter=repr(converter), split=split, mode=Mode(mode).value,
-      seed=seed, eval_fraction=eval_fraction, max_seq_len=max_seq_len,
-      file=file_digest(path))).encode()).hexdigest()[:20]
+  key = cache_key(CACHE_VERSION, dict(
+      converter=repr(converter), split=split, mode=Mode(mode).value, seed=seed,
+      eval_fraction=eval_fraction, max_seq_len=max_seq_len, file=file_digest(path)))
   return pathlib.Path(cache_dir) / f"note_sequences_{pathlib.Path(path).stem}_{split}_{key}.npz"
 
 

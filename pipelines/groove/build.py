@@ -8,11 +8,11 @@ import dataclasses
 import multiprocessing
 import os
 import sys
-from typing import Sequence
 
 import numpy as np
 
 from flax_musicvae.data import midi_fast
+from flax_musicvae.data.arrays import pad_tensors
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.groove import GrooveConverter
 from pipelines.groove.examples import FileExamples
@@ -42,13 +42,6 @@ def _file_examples(args) -> tuple[int, dict | None, str | None]:
       error = fast_error if isinstance(fast_error, midi_fast.MidiError) else e
       return index, None, f"unreadable: {type(error).__name__}: {error}"
   return index, _pack(result, converter), None
-
-
-def _pad(arrays: Sequence[np.ndarray], steps: int, depth: int) -> np.ndarray:
-  out = np.zeros((len(arrays), steps, depth), np.float32)
-  for i, a in enumerate(arrays):
-    out[i, :len(a)] = a
-  return out
 
 
 @dataclasses.dataclass
@@ -83,12 +76,12 @@ def _pack(result: FileExamples, converter: GrooveConverter) -> dict:
   """Sparse stacked arrays (``inputs`` None when equal to ``outputs``), counts."""
   t = result.tensors
   steps = max(t.lengths, default=0)
-  outputs = _pad(t.outputs, steps, converter.output_depth)
-  inputs = _pad(t.inputs, steps, converter.input_depth)
+  outputs = pad_tensors(t.outputs, steps, converter.output_depth)
+  inputs = pad_tensors(t.inputs, steps, converter.input_depth)
   return dict(
       outputs=_Sparse.of(outputs),
       inputs=None if np.array_equal(inputs, outputs) else _Sparse.of(inputs),
-      controls=_Sparse.of(_pad(t.controls, steps, converter.control_depth)),
+      controls=_Sparse.of(pad_tensors(t.controls, steps, converter.control_depth)),
       lengths=np.array(t.lengths, np.int32), window=np.array(result.window_index, np.int32),
       windows=result.windows, dropped=result.dropped,
       used_reference=result.used_reference)

@@ -3,7 +3,7 @@ the data, built (:mod:`pipelines.groove.build`) and cached on a miss."""
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -12,26 +12,25 @@ import tempfile
 import numpy as np
 
 from flax_musicvae import data_fetch
+from flax_musicvae.data.arrays import cache_key
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.groove import GrooveConverter
 from pipelines.groove import build
 from pipelines.groove.sources import _Source, read_split_index
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = "v1"
 
 
 def _cache_path(root, split, converter, split_bars, mode, seed, cache_dir) -> pathlib.Path:
   """Cache file named by a hash of the settings, info.csv and the split's files."""
   source = _Source(root)
-  digest = hashlib.sha256(json.dumps(dict(
-      version=CACHE_VERSION, converter=repr(converter), split_bars=split_bars,
-      mode=Mode(mode).value, seed=seed)).encode())
-  digest.update(source.read("info.csv"))
-  for row in read_split_index(root).get(split, []):
-    digest.update(source.read_midi(row["midi_filename"]) or b"<missing>")
-  return (pathlib.Path(cache_dir) /
-          f"groove_{split}_{split_bars}bar_{digest.hexdigest()[:20]}.npz")
+  midis = (source.read_midi(row["midi_filename"]) or b"<missing>"
+           for row in read_split_index(root).get(split, []))
+  key = cache_key(CACHE_VERSION, dict(
+      converter=repr(converter), split_bars=split_bars, mode=Mode(mode).value, seed=seed),
+      itertools.chain([source.read("info.csv")], midis))
+  return pathlib.Path(cache_dir) / f"groove_{split}_{split_bars}bar_{key}.npz"
 
 
 def load_groove_split(root: str | os.PathLike, split: str, converter: GrooveConverter,
