@@ -13,12 +13,13 @@ The Groove MIDI Dataset (``groove-v1.0.0-midionly.zip``, size and checksum from 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pathlib
 import sys
 import urllib.error
 import urllib.request
+
+from flax_musicvae.io.digest import file_sha256
 
 CACHE_ENV = "FLAX_MUSICVAE_CACHE"
 _CHUNK = 1 << 16
@@ -56,14 +57,6 @@ def groove_download() -> Download:
                   size=int(env("FLAX_MUSICVAE_GROOVE_SIZE") or GROOVE.size),
                   sha256=env("FLAX_MUSICVAE_GROOVE_SHA256") or GROOVE.sha256,
                   filename=GROOVE.filename)
-
-
-def _sha256(path: pathlib.Path) -> str:
-  h = hashlib.sha256()
-  with path.open("rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
 
 
 def _progress(total: int, initial: int, name: str):
@@ -117,7 +110,7 @@ def fetch(download: Download, directory: str | os.PathLike | None = None,
         f"could not download {download.url} ({reason}): put {download.filename} "
         f"(from that address) in {directory}, or pass the dataset's folder or zip as "
         "the data path") from e
-  size, digest = part.stat().st_size, _sha256(part)
+  size, digest = part.stat().st_size, file_sha256(part)
   if size != download.size or digest != download.sha256:
     part.unlink()
     raise DownloadError(

@@ -22,12 +22,12 @@ from note_seq.protobuf import music_pb2
 
 from flax_musicvae.data.arrays import cache_key, pad_tensors
 from flax_musicvae.data.converter import Converter, ConverterTensors, Mode
+from flax_musicvae.io.digest import file_sha256
 from pipelines import note_sequence_io
 
 SPLITS = ("train", "validation")
 CACHE_VERSION = "v1"
 FIELDS = ("inputs", "outputs", "controls", "lengths")
-_CHUNK = 1 << 20
 
 
 def id_hash(sequence_id: str) -> int:
@@ -38,15 +38,6 @@ def id_hash(sequence_id: str) -> int:
 def split_of(sequence_id: str, eval_fraction: float) -> str:
   """``validation`` for ids hashing into the first ``eval_fraction`` of the range."""
   return "validation" if id_hash(sequence_id) < eval_fraction * 2.0**64 else "train"
-
-
-def file_digest(path: str | os.PathLike) -> str:
-  """SHA-256 of a file's bytes."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    while chunk := f.read(_CHUNK):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def split_sequences(path: str | os.PathLike, split: str, eval_fraction: float
@@ -100,7 +91,7 @@ def cache_path(path: str | os.PathLike, split: str, converter: Converter, cache_
   """``<cache_dir>/note_sequences_<stem>_<split>_<key>.npz``; the key hashes the bytes."""
   key = cache_key(CACHE_VERSION, dict(
       converter=repr(converter), split=split, mode=Mode(mode).value, seed=seed,
-      eval_fraction=eval_fraction, max_seq_len=max_seq_len, file=file_digest(path)))
+      eval_fraction=eval_fraction, max_seq_len=max_seq_len, file=file_sha256(path)))
   return pathlib.Path(cache_dir) / f"note_sequences_{pathlib.Path(path).stem}_{split}_{key}.npz"
 
 

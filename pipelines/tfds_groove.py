@@ -28,7 +28,6 @@ Example (a 4bar-midionly build takes about 20 minutes on 2 cores):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import pathlib
@@ -37,6 +36,7 @@ import tempfile
 import zipfile
 from typing import Sequence
 
+from flax_musicvae.io.digest import file_sha256
 import pipelines
 
 MIDI_ONLY_URL = ("https://storage.googleapis.com/magentadata/datasets/groove/"
@@ -76,14 +76,6 @@ def build_zip(source_dir: str | os.PathLike, zip_path: str | os.PathLike) -> pat
   return zip_path
 
 
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def cached_download_path(download_dir: str | os.PathLike, url: str = MIDI_ONLY_URL,
                          dataset_name: str = "groove") -> pathlib.Path:
   """Where tfds looks for an already-downloaded ``url`` (named by its registered sha256)."""
@@ -110,7 +102,7 @@ def install_local_zip(zip_path: str | os.PathLike, download_dir: str | os.PathLi
       "urls": [url],
       "dataset_names": [dataset_name],
       "original_fname": _ZIP_NAME,
-      "url_info": {"size": target.stat().st_size, "checksum": _sha256(target),
+      "url_info": {"size": target.stat().st_size, "checksum": file_sha256(target),
                    "filename": _ZIP_NAME},
       "local_source": str(zip_path.resolve()),
       "note": "local copy installed by pipelines.tfds_groove; not the official bytes",

@@ -1,1 +1,1 @@
-"""Binary record formats without TensorFlow: CRC32C checksums and TFRecord framing."""
+"""Files without TensorFlow: CRC32C checksums, TFRecord framing, SHA-256 digests."""
