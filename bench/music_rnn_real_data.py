@@ -1,0 +1,206 @@
+"""Short real-data training runs of the 8 MusicRNN configs through the normal trainer.
+
+Melody configs (basic_rnn, mono_rnn, lookback_rnn, attention_rnn) train on the music21
+folk tunes of ``pipelines.folk_melodies`` (ryansMammoth + oneills1850), the improv configs
+on the same tunes with chords *inferred* by note_seq (that TFRecord carries no chord
+symbols; the improv converter infers them when absent, as ``music_rnn/data.py`` documents),
+drum_kit_rnn on Groove MIDI files. Each run: ``train.train_and_evaluate`` for 1 step
+(eval right after the first update: "start"), resumed to 21 steps (times a step), then to
+``--steps`` or what ``--budget_seconds`` per config allows (eval at the end),
+Magenta's full-size hparams (layer sizes, attention length, dropout, clip, learning rate)
+with only the batch size and step budget reduced. Records train loss first->last, eval
+loss/accuracy first->last and the majority-class accuracy of the evaluated targets.
+
+  nice -n 10 python bench/music_rnn_real_data.py --steps 150 --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from flax_musicvae import config_lib  # pylint: disable=wrong-import-position
+from flax_musicvae import input_pipeline  # pylint: disable=wrong-import-position
+from flax_musicvae import train  # pylint: disable=wrong-import-position
+
+NAMES = ["basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn", "drum_kit_rnn",
+         "basic_improv", "attention_improv", "chord_pitches_improv"]
+FOLK = pathlib.Path("/work/runs/folk_4col.tfrecord")
+GROOVE = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / \
+    "groove-v1.0.0-midionly" / "groove"
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "music_rnn_real_data.json"
+
+
+def subset_tfrecord(out: pathlib.Path, every: int) -> int:
+  """Every ``every``-th tune of the folk TFRecord (deterministic), written to ``out``."""
+  from pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
+  seqs = [ns for i, ns in enumerate(note_sequence_io.read_note_sequences(FOLK))
+          if i % every == 0]
+  note_sequence_io.write_note_sequences(out, seqs)
+  return len(seqs)
+
+
+def groove_tfrecord(out: pathlib.Path, every: int) -> int:
+  """Every ``every``-th Groove MIDI file (4/4 beats and fills of all drummers)."""
+  import note_seq  # pylint: disable=import-outside-toplevel
+  from pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
+  files = sorted(GROOVE.resolve().glob("drummer*/*/*.mid"))[::every]
+  seqs = []
+  for f in files:
+    ns = note_seq.midi_file_to_note_sequence(str(f))
+    ns.id = str(f.relative_to(GROOVE.resolve()))
+    seqs.append(ns)
+  note_sequence_io.write_note_sequences(out, seqs)
+  return len(seqs)
+
+
+def majority_accuracy(arrays) -> float:
+  mask = np.arange(arrays["outputs"].shape[1])[None] < arrays["lengths"][:, None]
+  labels = np.argmax(arrays["outputs"], -1)[mask]
+  return float(np.bincount(labels).max() / len(labels))
+
+
+def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, batch: int,
+            eval_examples: int, budget_seconds: float, eval_fraction: float) -> dict:
+  c = config_lib.load(name)
+  c.data.path = str(data_path)
+  c.data.cache_dir = str(work / "cache")
+  c.data.eval_fraction = eval_fraction
+  c.train.batch_size = batch
+  c.train.eval_num_batches = 0
+  c.train.eval_samples = 0
+  t0 = time.time()
+  train_data = input_pipeline.load_split(c, "train")
+  eval_data = input_pipeline.load_split(c, "validation")
+  # Whole batches only: the evaluation drops a partial tail batch.
+  keep = min(eval_examples, len(eval_data["lengths"])) // batch * batch
+  eval_data = {k: v[:keep] for k, v in eval_data.items()}
+  data_seconds = time.time() - t0
+  run = work / name
+  walls = []
+  # 1 step (eval "at start"), 21 steps (the 11..20 log window times a compiled step), then
+  # as many steps as the remaining wall budget of this config allows (at least ``steps``
+  # when ``budget_seconds`` is 0).
+  for n, every in ((1, 1), (21, 10), (None, 25)):
+    if n is None:
+      rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+      sps = [r for r in rows if r.get("split") == "train" and r["step"] == 20][0][
+          "steps_per_second"]
+      left = budget_seconds - (time.time() - t0) - 20   # eval + checkpoint + compile
+      n = max(22, int(left * sps)) if budget_seconds else steps
+    c.train.num_train_steps = n
+    c.train.log_every_steps = every
+    c.train.eval_every_steps = n
+    c.train.checkpoint_every_steps = n
+    t = time.time()
+    train.train_and_evaluate(c, run, train_data=train_data, eval_data=eval_data)
+    walls.append(time.time() - t)
+  steps = n
+  rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+  tr = [r for r in rows if r.get("split") == "train"]
+  ev = [r for r in rows if r.get("split") == "eval"]
+  majority = majority_accuracy(eval_data)
+  out = {
+      "config": name, "data": str(data_path),
+      "train_examples": int(len(train_data["lengths"])),
+      "eval_examples": int(len(eval_data["lengths"])), "eval_fraction": eval_fraction,
+      "eval_target_steps": int(eval_data["lengths"].sum()),
+      "rnn_layer_sizes": list(c.model.rnn_layer_sizes), "attn_length": c.model.attn_length,
+      "batch_size": batch, "steps": steps, "data_seconds": round(data_seconds, 1),
+      "wall_seconds": round(sum(walls), 1), "first_call_seconds": round(walls[0], 1),
+      "seconds_per_step": round(1 / sps, 3),
+      "uniform_loss": float(np.log(c.model.output_depth)),
+      "train_loss_first": tr[0]["loss"], "train_loss_last": tr[-1]["loss"],
+      "train_loss_curve": [(r["step"], round(r["loss"], 4)) for r in tr],
+      "eval_loss_first": ev[0]["loss"], "eval_loss_last": ev[-1]["loss"],
+      "eval_accuracy_first": ev[0]["accuracy"], "eval_accuracy_last": ev[-1]["accuracy"],
+      "majority_class_accuracy": majority,
+  }
+  out["loss_fell"] = bool(out["train_loss_last"] < out["train_loss_first"]
+                          and out["eval_loss_last"] < out["eval_loss_first"])
+  out["beats_majority"] = bool(out["eval_accuracy_last"] > majority)
+  return out
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--configs", nargs="*", default=NAMES)
+  p.add_argument("--steps", type=int, default=150)
+  p.add_argument("--steps_for", nargs="*", default=[], help="NAME=STEPS overrides")
+  p.add_argument("--budget_seconds", type=float, default=0,
+                 help="wall seconds per config (data, compile, steps, evals); 0: --steps")
+  p.add_argument("--batch", type=int, default=16)
+  p.add_argument("--folk_every", type=int, default=3, help="every n-th folk tune")
+  p.add_argument("--improv_every", type=int, default=12, help="every n-th tune (x12 keys)")
+  p.add_argument("--groove_every", type=int, default=4)
+  p.add_argument("--eval_examples", type=int, default=64)
+  p.add_argument("--eval_fraction", type=float, default=0.1, help="id-hash validation share")
+  p.add_argument("--work", default="/tmp/music_rnn_real_data")
+  p.add_argument("--output", default=str(RESULTS))
+  a = p.parse_args()
+  work = pathlib.Path(a.work)
+  work.mkdir(parents=True, exist_ok=True)
+  steps_for = {k: int(v) for k, v in (s.split("=") for s in a.steps_for)}
+  load_before = os.getloadavg()
+  sources = {}
+  if any(n in ("basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn") for n in a.configs):
+    sources["melody"] = (work / "folk.tfrecord", subset_tfrecord(work / "folk.tfrecord",
+                                                                 a.folk_every))
+  if any(n.endswith("improv") for n in a.configs):
+    sources["improv"] = (work / "folk_improv.tfrecord",
+                         subset_tfrecord(work / "folk_improv.tfrecord", a.improv_every))
+  if "drum_kit_rnn" in a.configs:
+    sources["drums"] = (work / "groove.tfrecord", groove_tfrecord(work / "groove.tfrecord",
+                                                                  a.groove_every))
+  results = []
+  previous = json.loads(pathlib.Path(a.output).read_text()) \
+      if pathlib.Path(a.output).exists() else {"runs": [], "invocations": []}
+  for name in a.configs:
+    kind = "drums" if name == "drum_kit_rnn" else "improv" if name.endswith("improv") \
+        else "melody"
+    path, count = sources[kind]
+    try:
+      r = run_one(name, path, work, steps_for.get(name, a.steps), a.batch, a.eval_examples,
+                  a.budget_seconds, a.eval_fraction)
+      r["source_sequences"] = count
+    except Exception as e:  # pylint: disable=broad-except  # report, go on to the next
+      r = {"config": name, "error": f"{type(e).__name__}: {e}"}
+    print(json.dumps({k: v for k, v in r.items() if k != "train_loss_curve"}), flush=True)
+    results.append(r)
+  merged = {r["config"]: r for r in previous["runs"]}
+  merged.update({r["config"]: r for r in results})
+  invocation = {"command": "nice -n 10 python " + " ".join(sys.argv), "configs": a.configs,
+                "niceness": os.nice(0), "load_average_before": load_before,
+                "load_average_after": os.getloadavg()}
+  report = {
+      "invocations": previous["invocations"] + [invocation],
+      "note": ("Magenta's full-size hparams except batch size and steps; improv chords are "
+               "inferred by note_seq (the folk TFRecord has no chord symbols); eval set: "
+               "first eval_examples of the id-hash validation split (eval_fraction); "
+               "'first' eval is after 1 training step"),
+      "runs": [merged[n] for n in NAMES if n in merged],
+  }
+  pathlib.Path(a.output).write_text(json.dumps(report, indent=1) + "\n")
+  print(f"\n{'config':22s} {'steps':>5s} {'wall s':>7s} {'train loss':>15s} "
+        f"{'eval loss':>15s} {'eval acc':>8s} {'major.':>7s} fell beats")
+  for r in report["runs"]:
+    if "error" in r:
+      print(f"{r['config']:22s} ERROR {r['error']}")
+      continue
+    print(f"{r['config']:22s} {r['steps']:5d} {r['wall_seconds']:7.0f} "
+          f"{r['train_loss_first']:6.3f}->{r['train_loss_last']:6.3f} "
+          f"{r['eval_loss_first']:6.3f}->{r['eval_loss_last']:6.3f} "
+          f"{r['eval_accuracy_last']:8.4f} {r['majority_class_accuracy']:7.4f} "
+          f"{'yes' if r['loss_fell'] else 'NO':4s} {'yes' if r['beats_majority'] else 'NO'}")
+
+
+if __name__ == "__main__":
+  main()
