@@ -252,21 +252,37 @@ def count_windows(sequences: Iterable[music_pb2.NoteSequence], seed: int = 0,
                          for name in CONVERTERS}}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--collections", nargs="+", default=list(DEFAULT_COLLECTIONS),
+def add_corpus_flags(parser: argparse.ArgumentParser, collections_: Sequence[str],
+                     file_kind: str) -> None:
+  """The flags every music21-corpus CLI shares: collections, cache, report, limit, progress."""
+  parser.add_argument("--collections", nargs="+", default=list(collections_),
                       help="music21 corpus collections to convert")
   parser.add_argument("--cache_dir", type=pathlib.Path, default=None,
                       help="per-file conversion cache (re-runs only read it)")
-  parser.add_argument("--output_file", type=pathlib.Path, default=None,
-                      help="write all NoteSequences to this TFRecord file")
   parser.add_argument("--report", type=pathlib.Path, default=None,
                       help="write counts and timings to this JSON file")
   parser.add_argument("--limit_files", type=int, default=None,
-                      help="convert only the first N ABC files (for quick runs)")
+                      help=f"convert only the first N {file_kind} files (for quick runs)")
+  parser.add_argument("--no_progress", action="store_true")
+
+
+def print_report(report: dict, path: pathlib.Path | None) -> dict:
+  """Prints ``report`` as JSON and, with ``path``, writes it there too."""
+  text = json.dumps(report, indent=1)
+  print(text)
+  if path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+  return report
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  add_corpus_flags(parser, DEFAULT_COLLECTIONS, "ABC")
+  parser.add_argument("--output_file", type=pathlib.Path, default=None,
+                      help="write all NoteSequences to this TFRecord file")
   parser.add_argument("--cache_only", action="store_true",
                       help="only read files already in --cache_dir (report a partial run)")
-  parser.add_argument("--no_progress", action="store_true")
   args = parser.parse_args(argv)
 
   skips = collections.Counter()
@@ -288,12 +304,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       "cache_dir": str(args.cache_dir) if args.cache_dir else None,
       **count_windows(sequences, progress=not args.no_progress),
   }
-  text = json.dumps(report, indent=1)
-  print(text)
-  if args.report:
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text + "\n")
-  return report
+  return print_report(report, args.report)
 
 
 if __name__ == "__main__":

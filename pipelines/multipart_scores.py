@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import pathlib
 import sys
 import time
@@ -88,19 +87,11 @@ def count_examples(sequences: Sequence[music_pb2.NoteSequence], eval_fraction: f
 
 def main(argv: Sequence[str] | None = None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--collections", nargs="+", default=list(DEFAULT_COLLECTIONS),
-                      help="music21 corpus collections to convert")
-  parser.add_argument("--cache_dir", type=pathlib.Path, default=None,
-                      help="per-file conversion cache (re-runs only read it)")
+  folk_melodies.add_corpus_flags(parser, DEFAULT_COLLECTIONS, "score")
   parser.add_argument("--output_file", type=pathlib.Path, required=True,
                       help="write the NoteSequences to this TFRecord file")
   parser.add_argument("--eval_fraction", type=float, default=0.1,
                       help="share of sequence ids held out (as data.eval_fraction)")
-  parser.add_argument("--report", type=pathlib.Path, default=None,
-                      help="write counts and timings to this JSON file")
-  parser.add_argument("--limit_files", type=int, default=None,
-                      help="convert only the first N score files (for quick runs)")
-  parser.add_argument("--no_progress", action="store_true")
   args = parser.parse_args(argv)
 
   skips = collections.Counter()
@@ -121,12 +112,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       "eval_fraction": args.eval_fraction,
       "splits": count_examples(sequences, args.eval_fraction),
   }
-  text = json.dumps(report, indent=1)
-  if args.report:
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text + "\n")
-  print(text)
-  return report
+  return folk_melodies.print_report(report, args.report)
 
 
 if __name__ == "__main__":
