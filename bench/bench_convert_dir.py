@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import time
 
-from pipelines import convert_dir
+from flax_musicvae.pipelines import convert_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_GROOVE = ROOT.parent / "shared" / "data" / "groove-v1.0.0-midionly" / "groove"

@@ -1,7 +1,7 @@
 """Cold build of the cached Groove arrays (all three splits) and a warm reload.
 
-Times ``pipelines.groove.load_groove_split`` for train, validation and test with an
-empty cache directory (MIDI parsing, tfds windowing, groove encoding, .npz writing),
+Times ``flax_musicvae.pipelines.groove.load_groove_split`` for train, validation and test
+with an empty cache directory (MIDI parsing, tfds windowing, groove encoding, .npz writing),
 then again with the cache filled. Writes ``bench/results/groove_pipeline.json``.
 
   python bench/bench_groove_pipeline.py [--root ../shared/data/...] [--split_bars 4]
@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flax_musicvae.data.groove import GrooveConverter  # noqa: E402
-from pipelines import groove  # noqa: E402
+from flax_musicvae.pipelines import groove  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "groove-v1.0.0-midionly" / "groove"
 

@@ -10,8 +10,8 @@ Two steps, two virtualenvs:
     --out tests/fixtures/multiperf/golden.npz
 
 Inputs: the first bars of a few Bach chorales from music21's corpus (four parts,
-programs 40-43, via ``pipelines.multipart_scores``), one of them with a real Groove MIDI
-drum performance (velocities, drums) added as a fifth instrument, and a few random
+programs 40-43, via ``flax_musicvae.pipelines.multipart_scores``), one of them with a
+real Groove MIDI drum performance (velocities, drums) added as a fifth instrument, and a few random
 one-hot decoder outputs (and chord controls). The golden file holds, for the med and
 med_chords converters of ``hier-multiperf_vel_1bar``, the eval-mode ``to_tensors`` of
 each sequence (one-hots stored as token ids, -1 on all-zero rows) and the serialized
@@ -80,7 +80,8 @@ def prepare(out: pathlib.Path) -> None:
   """Real sequences and random decoder outputs -> ``out`` (this project's venv)."""
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
   import note_seq  # pylint: disable=import-outside-toplevel
-  from pipelines import folk_melodies, multipart_scores  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from flax_musicvae.pipelines import folk_melodies, multipart_scores
   files = {p.name: p for p in multipart_scores.score_files(["bach"])}
   seconds = NUM_BARS * 4 * 60.0 / multipart_scores.folk_melodies.QPM
   sequences = []

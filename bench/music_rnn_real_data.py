@@ -1,10 +1,10 @@
 """Short real-data training runs of the 8 MusicRNN configs through the normal trainer.
 
 Melody configs (basic_rnn, mono_rnn, lookback_rnn, attention_rnn) train on the music21
-folk tunes of ``pipelines.folk_melodies`` (ryansMammoth + oneills1850), the improv configs
-on the same tunes with chords *inferred* by note_seq (that TFRecord carries no chord
-symbols; the improv converter infers them when absent, as ``music_rnn/data.py`` documents),
-drum_kit_rnn on Groove MIDI files. Each run: ``train.train_and_evaluate`` for 1 step
+folk tunes of ``flax_musicvae.pipelines.folk_melodies`` (ryansMammoth + oneills1850), the
+improv configs on the same tunes with chords *inferred* by note_seq (that TFRecord carries
+no chord symbols; the improv converter infers them when absent, as ``music_rnn/data.py``
+documents), drum_kit_rnn on Groove MIDI files. Each run: ``train.train_and_evaluate`` for 1 step
 (eval right after the first update: "start"), resumed to 21 steps (times a step), then to
 ``--steps`` or what ``--budget_seconds`` per config allows (eval at the end),
 Magenta's full-size hparams (layer sizes, attention length, dropout, clip, learning rate)
@@ -41,7 +41,7 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "music_rnn_real_
 
 def subset_tfrecord(out: pathlib.Path, every: int) -> int:
   """Every ``every``-th tune of the folk TFRecord (deterministic), written to ``out``."""
-  from pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
+  from flax_musicvae.pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
   seqs = [ns for i, ns in enumerate(note_sequence_io.read_note_sequences(FOLK))
           if i % every == 0]
   note_sequence_io.write_note_sequences(out, seqs)
@@ -51,7 +51,7 @@ def subset_tfrecord(out: pathlib.Path, every: int) -> int:
 def groove_tfrecord(out: pathlib.Path, every: int) -> int:
   """Every ``every``-th Groove MIDI file (4/4 beats and fills of all drummers)."""
   import note_seq  # pylint: disable=import-outside-toplevel
-  from pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
+  from flax_musicvae.pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
   files = sorted(GROOVE.resolve().glob("drummer*/*/*.mid"))[::every]
   seqs = []
   for f in files:

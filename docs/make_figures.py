@@ -10,8 +10,8 @@ interpolations and the latent projection; runs of ``groovae_2bar_humanize`` and
 ``groovae_2bar_tap_fixed_velocity`` give the task examples; runs of the categorical
 configs in ``TABLE1_RUNS`` (2-bar drums / melody, 16-bar flat and hierarchical melody,
 usually passed with ``--extra_runs``) fill the reproduction table and get curves. Data statistics come from
-the Groove pipeline (``pipelines.groove.load_groove_split``, cached arrays), for the
-dataset named in the runs' configs or ``--groove_dir``. Matplotlib (Agg) only.
+the Groove pipeline (``flax_musicvae.pipelines.groove.load_groove_split``, cached arrays),
+for the dataset named in the runs' configs or ``--groove_dir``. Matplotlib (Agg) only.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from flax_musicvae import inference  # pylint: disable=wrong-import-position
 from flax_musicvae import input_pipeline  # pylint: disable=wrong-import-position
 from flax_musicvae import render  # pylint: disable=wrong-import-position
-from pipelines import groove as groove_pipeline  # pylint: disable=wrong-import-position
+# pylint: disable-next=wrong-import-position
+from flax_musicvae.pipelines import groove as groove_pipeline
 
 DRUM_NAMES = ("kick", "snare", "closed hh", "open hh", "low tom", "mid tom", "high tom",
               "crash", "ride")

@@ -43,4 +43,4 @@ def package() -> None:
 def folk_melodies() -> None:
   """``flax-musicvae-folk``: ``python -m pipelines.folk_melodies`` (its report is
   printed and written, not the exit status)."""
-  _as_module("pipelines.folk_melodies").main()
+  _as_module("flax_musicvae.pipelines.folk_melodies").main()

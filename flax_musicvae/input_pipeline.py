@@ -117,8 +117,8 @@ def load_split_with_stats(config: ml_collections.ConfigDict, split: str
   """Arrays of one split of ``config.data.dataset``, and what was skipped building them.
 
   ``groove``/``tfds``: the Groove MIDI Dataset; ``note_sequences`` (alias ``folk``, e.g.
-  the music21 folk collection of ``pipelines.folk_melodies``): the NoteSequence TFRecord
-  at ``data.path``, split by id hash (``data.eval_fraction``, default 0.1).
+  the music21 folk collection of ``flax_musicvae.pipelines.folk_melodies``): the
+  NoteSequence TFRecord at ``data.path``, split by id hash (``data.eval_fraction``, default 0.1).
 
   The training split is converted in the converter's train mode (seeded by
   ``train.seed``), the others in eval mode, as Magenta does. The stats (``groove``
@@ -128,7 +128,7 @@ def load_split_with_stats(config: ml_collections.ConfigDict, split: str
   converter = build_converter(data_cfg)
   mode = "train" if split == "train" else "eval"
   if data_cfg.dataset == "groove":
-    from pipelines import groove  # pylint: disable=g-import-not-at-top
+    from flax_musicvae.pipelines import groove  # pylint: disable=g-import-not-at-top
     arrays = groove.load_groove_split(
         data_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
         mode=mode, seed=config.train.seed, progress=jax.process_index() == 0)
@@ -164,7 +164,7 @@ def describe_stats(split: str, stats: dict[str, Any] | None) -> str:
 def load_note_sequence_split(config: ml_collections.ConfigDict, split: str, converter,
                              mode: str) -> Batch:
   """``data.path`` (a NoteSequence TFRecord) padded to ``model.max_seq_len``."""
-  from pipelines import note_sequence_dataset  # pylint: disable=g-import-not-at-top
+  from flax_musicvae.pipelines import note_sequence_dataset  # pylint: disable=g-import-not-at-top
   data_cfg = config.data
   if not data_cfg.path:
     raise ValueError(f"data.dataset={data_cfg.dataset!r} needs data.path: a NoteSequence "
@@ -193,7 +193,8 @@ def load_tfds_split(data_cfg: ml_collections.ConfigDict, split: str, converter, 
 
   Each record's MIDI goes through the converter, as Magenta's ``--tfds_name`` input does;
   the arrays are cached in ``data.cache_dir``. With ``data.path`` set, tfds is fed that
-  local copy of the dataset instead of downloading it (``pipelines.tfds_groove``).
+  local copy of the dataset instead of downloading it
+  (``flax_musicvae.pipelines.tfds_groove``).
   """
   cache_dir = resolve_path(data_cfg.cache_dir)
   key = cache_key(TFDS_CACHE_VERSION, dict(
@@ -204,7 +205,7 @@ def load_tfds_split(data_cfg: ml_collections.ConfigDict, split: str, converter, 
     with np.load(cache) as cached:
       return {k: cached[k] for k in FIELDS}
   import note_seq  # pylint: disable=g-import-not-at-top
-  from pipelines import tfds_groove  # pylint: disable=g-import-not-at-top
+  from flax_musicvae.pipelines import tfds_groove  # pylint: disable=g-import-not-at-top
   local = {"source_dir": data_path(data_cfg.path)} if data_cfg.path else {}
   dataset = tfds_groove.load(data_cfg.tfds_name, split, cache_dir / "tfds", **local)
   rng = np.random.default_rng(seed)

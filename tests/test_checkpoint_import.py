@@ -264,7 +264,7 @@ def test_fine_tunes_an_imported_checkpoint_on_groove_data(golden_dir, tmp_path):
   from conftest import FIXTURES
   from flax_musicvae import config_lib, import_checkpoint, train
   from flax_musicvae import workdir as workdir_lib
-  from pipelines import groove
+  from flax_musicvae.pipelines import groove
   config = _golden_config(golden_dir, "groovae_4bar")
   params, _ = mi.import_params(golden_dir / "groovae_4bar", config)
   import_checkpoint.save_to_workdir(params, 0, config, tmp_path / "imported")

@@ -13,7 +13,7 @@ from note_seq import midi_io
 from flax_musicvae.data import converter as converter_lib
 from flax_musicvae.data import drums as drums_lib
 from flax_musicvae.data import groove as groove_lib
-from pipelines import convert_dir, note_sequence_io
+from flax_musicvae.pipelines import convert_dir, note_sequence_io
 
 _SCORE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <score-partwise version="3.1">

@@ -11,8 +11,9 @@ BLOCK = "import sys\nfor m in ('tensorflow', 'tensorflow_datasets', 'music21', '
 
 def test_core_modules_import_without_tensorflow():
   code = BLOCK + (
-      "import flax_musicvae.main, flax_musicvae.inference, pipelines.groove, "
-      "pipelines.convert_dir, pipelines.note_sequence_io, pipelines.note_sequence_dataset, "
+      "import flax_musicvae.main, flax_musicvae.inference, flax_musicvae.pipelines.groove, "
+      "flax_musicvae.pipelines.convert_dir, flax_musicvae.pipelines.note_sequence_io, "
+      "flax_musicvae.pipelines.note_sequence_dataset, "
       "flax_musicvae.checkpoints.magenta_import, flax_musicvae.checkpoints.magentajs\n"
       "from flax_musicvae.models import vae\n"
       "print('ok')\n")
@@ -25,7 +26,7 @@ def test_core_modules_import_without_tensorflow():
 def test_tensorflow_extra_missing_is_a_clear_error():
   """The tfds path names the extra to install instead of failing obscurely."""
   code = BLOCK + (
-      "from pipelines import tfds_groove\n"
+      "from flax_musicvae.pipelines import tfds_groove\n"
       "try:\n  tfds_groove.load('groove/full-midionly', 'train', '/nonexistent')\n"
       "except ImportError as e:\n  print('ImportError:', e)\n")
   result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,

@@ -13,8 +13,8 @@ import zipfile
 import pytest
 
 from flax_musicvae import data_fetch
-from pipelines import folk_melodies
-from pipelines import groove
+from flax_musicvae.pipelines import folk_melodies
+from flax_musicvae.pipelines import groove
 from tests.conftest import FIXTURES
 
 

@@ -167,7 +167,7 @@ def test_majority_class_accuracy_counts_valid_steps_only():
 
 
 def test_majority_baseline_uses_the_runs_evaluated_examples(tmp_path):
-  from pipelines import convert_dir  # pylint: disable=g-import-not-at-top
+  from flax_musicvae.pipelines import convert_dir  # pylint: disable=g-import-not-at-top
   records = tmp_path / "groove.tfrecord"
   convert_dir.convert_directory(GROOVE, records, num_workers=1, progress=False)
   c = _load_module(ROOT / "configs" / "cat_drums_2bar_small.py", "drums").get_config()

@@ -13,7 +13,7 @@ import pytest
 from conftest import FIXTURES
 from flax_musicvae.data import midi_fast
 from flax_musicvae.data.groove import GrooveConverter
-from pipelines import groove
+from flax_musicvae.pipelines import groove
 
 GROOVE_FIXTURES = FIXTURES / "groove"
 CONVERTER = GrooveConverter(split_bars=4)

@@ -240,7 +240,7 @@ D2|G2 B2 d2 g2|[GB]4 z2 A2-|A8|]
 def test_abc_tune_to_note_sequence():
   """Pickup shifted onto the bar grid, chord notes kept, tied notes merged."""
   music21 = pytest.importorskip("music21")
-  from pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
+  from flax_musicvae.pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
   score = music21.converter.parseData(PICKUP_TUNE, format="abc")
   ns = folk_melodies.score_to_note_sequence(score, collection="test", filename="t.abc")
   assert [(n.pitch, n.start_time, n.end_time) for n in ns.notes] == [
@@ -254,7 +254,7 @@ def test_abc_tune_to_note_sequence():
 
 def test_folk_cli_help():
   pytest.importorskip("music21")
-  from pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
+  from flax_musicvae.pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
   with pytest.raises(SystemExit) as exit_info:
     folk_melodies.main(["--help"])
   assert exit_info.value.code == 0

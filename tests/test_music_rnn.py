@@ -131,7 +131,7 @@ def _note_seq_encoder(name: str):
 def test_melody_encodings_match_note_seq_on_folk_tunes(name):
   """Our vectorised encoders == note_seq's per-step encoders on real folk melodies."""
   music21 = pytest.importorskip("music21")
-  from pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
+  from flax_musicvae.pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
   conv = rnn_data.MusicRNNConverter(encoding=name)
   ours, theirs = conv.encoder, _note_seq_encoder(name)
   del music21

@@ -66,8 +66,8 @@ def test_config_matches_magenta_and_runs(name):
 
 def folk_collection(tmp_path: pathlib.Path, files: int = 150) -> pathlib.Path:
   pytest.importorskip("music21")
-  from pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
-  from pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
+  from flax_musicvae.pipelines import folk_melodies  # pylint: disable=import-outside-toplevel
+  from flax_musicvae.pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
   CACHE.mkdir(parents=True, exist_ok=True)
   sequences = list(folk_melodies.iter_corpus(("ryansMammoth",), CACHE, collections.Counter(),
                                              limit_files=files, progress=False))
@@ -114,7 +114,7 @@ def test_drum_kit_rnn_trains_on_groove(tmp_path):
   if not GROOVE.exists():
     pytest.skip("Groove MIDI Dataset not found")
   import note_seq  # pylint: disable=import-outside-toplevel
-  from pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
+  from flax_musicvae.pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
   files = sorted(GROOVE.glob("drummer1/session1/*beat*.mid"))[:40]
   sequences = []
   for f in files:

@@ -12,8 +12,8 @@ from flax_musicvae import config_lib
 from flax_musicvae import input_pipeline
 from flax_musicvae import train
 from flax_musicvae.data.melody import OneHotMelodyConverter
-from pipelines import note_sequence_dataset as nsd
-from pipelines import note_sequence_io
+from flax_musicvae.pipelines import note_sequence_dataset as nsd
+from flax_musicvae.pipelines import note_sequence_io
 from tests.conftest import FIXTURES
 
 TRANSPOSES = range(4)

@@ -3,7 +3,7 @@
 import pytest
 from note_seq.protobuf import music_pb2
 
-from pipelines import note_sequence_io as nsio
+from flax_musicvae.pipelines import note_sequence_io as nsio
 
 
 def _sequences() -> list[music_pb2.NoteSequence]:

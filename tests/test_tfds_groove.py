@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from pipelines import groove, tfds_groove
+from flax_musicvae.pipelines import groove, tfds_groove
 
 def _no_network(*args, **kwargs):
   raise AssertionError(f"test tried to reach the network: {args}")

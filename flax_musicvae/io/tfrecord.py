@@ -6,8 +6,9 @@ Each record is framed as
   | data | uint32 masked_crc32c(data)
 
 with CRC32C and its LevelDB-style masking from :mod:`flax_musicvae.io.crc32c`. This is
-the framing of Magenta's NoteSequence collections (``pipelines.note_sequence_io``) and
-of TensorBoard event files. Reads verify both checksums.
+the framing of Magenta's NoteSequence collections
+(``flax_musicvae.pipelines.note_sequence_io``) and of TensorBoard event files. Reads
+verify both checksums.
 """
 
 from __future__ import annotations

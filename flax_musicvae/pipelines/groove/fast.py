@@ -8,8 +8,8 @@ import numpy as np
 from flax_musicvae.data import midi_fast
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.groove import GrooveConverter
-from pipelines.groove.examples import FileExamples, _convert
-from pipelines.groove.sources import _bar_seconds
+from flax_musicvae.pipelines.groove.examples import FileExamples, _convert
+from flax_musicvae.pipelines.groove.sources import _bar_seconds
 
 
 def _time_to_tick(times: np.ndarray, scale: np.ndarray | float,

@@ -1,7 +1,7 @@
 """A NoteSequence TFRecord collection as cached training arrays (melody, drums, trio).
 
-The collection is what ``pipelines.convert_dir`` or ``pipelines.folk_melodies`` write
-(Magenta's ``--examples_path`` input). Each NoteSequence goes to ``validation`` or
+The collection is what ``python -m pipelines.convert_dir`` or ``pipelines.folk_melodies``
+write (Magenta's ``--examples_path`` input). Each NoteSequence goes to ``validation`` or
 ``train`` by a SHA-256 of its ``id``, so the split does not depend on record order or on
 the rest of the collection. Each sequence of the split is converted (train mode samples
 with ``np.random.default_rng([seed, id hash])``), and the examples are padded to
@@ -23,7 +23,7 @@ from note_seq.protobuf import music_pb2
 from flax_musicvae.data.arrays import cache_key, pad_tensors
 from flax_musicvae.data.converter import Converter, ConverterTensors, Mode
 from flax_musicvae.io.digest import file_sha256
-from pipelines import note_sequence_io
+from flax_musicvae.pipelines import note_sequence_io
 
 SPLITS = ("train", "validation")
 CACHE_VERSION = "v1"

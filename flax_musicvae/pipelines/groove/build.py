@@ -15,10 +15,10 @@ from flax_musicvae.data import midi_fast
 from flax_musicvae.data.arrays import pad_tensors
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.groove import GrooveConverter
-from pipelines.groove.examples import FileExamples
-from pipelines.groove.fast import fast_file_examples
-from pipelines.groove.reference import reference_file_examples
-from pipelines.groove.sources import METADATA_FIELDS, _Source, read_split_index
+from flax_musicvae.pipelines.groove.examples import FileExamples
+from flax_musicvae.pipelines.groove.fast import fast_file_examples
+from flax_musicvae.pipelines.groove.reference import reference_file_examples
+from flax_musicvae.pipelines.groove.sources import METADATA_FIELDS, _Source, read_split_index
 
 
 def _file_examples(args) -> tuple[int, dict | None, str | None]:

@@ -7,13 +7,12 @@ import argparse
 import json
 from typing import Sequence
 
-import pipelines
-from flax_musicvae import data_fetch
+from flax_musicvae import data_fetch, pipelines
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.groove import (GrooveConverter, REDUCED_DRUM_PITCH_CLASSES,
                                        ROLAND_DRUM_PITCH_CLASSES)
-from pipelines.groove.cache import load_groove_split
-from pipelines.groove.sources import SPLITS
+from flax_musicvae.pipelines.groove.cache import load_groove_split
+from flax_musicvae.pipelines.groove.sources import SPLITS
 
 
 def _converter_from_flags(args) -> GrooveConverter:

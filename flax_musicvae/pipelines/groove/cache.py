@@ -1,5 +1,5 @@
 """``load_groove_split``: a split's arrays from an ``.npz`` cache keyed by the settings and
-the data, built (:mod:`pipelines.groove.build`) and cached on a miss."""
+the data, built (:mod:`flax_musicvae.pipelines.groove.build`) and cached on a miss."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from flax_musicvae import data_fetch
 from flax_musicvae.data.arrays import cache_key
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.groove import GrooveConverter
-from pipelines.groove import build
-from pipelines.groove.sources import _Source, read_split_index
+from flax_musicvae.pipelines.groove import build
+from flax_musicvae.pipelines.groove.sources import _Source, read_split_index
 
 
 CACHE_VERSION = "v1"

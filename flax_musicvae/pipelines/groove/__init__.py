@@ -32,13 +32,13 @@ Example:
     --cache_dir=/tmp/groove_cache --split_bars=4
 """
 
-from pipelines.groove.build import build_split
-from pipelines.groove.cache import CACHE_VERSION, load_groove_split
-from pipelines.groove.cli import main
-from pipelines.groove.examples import NO_NOTES, NOT_4_4, TOO_SHORT, FileExamples
-from pipelines.groove.fast import fast_file_examples
-from pipelines.groove.reference import reference_file_examples, tfds_window_midis
-from pipelines.groove.sources import METADATA_FIELDS, SPLITS, read_split_index
+from flax_musicvae.pipelines.groove.build import build_split
+from flax_musicvae.pipelines.groove.cache import CACHE_VERSION, load_groove_split
+from flax_musicvae.pipelines.groove.cli import main
+from flax_musicvae.pipelines.groove.examples import NO_NOTES, NOT_4_4, TOO_SHORT, FileExamples
+from flax_musicvae.pipelines.groove.fast import fast_file_examples
+from flax_musicvae.pipelines.groove.reference import reference_file_examples, tfds_window_midis
+from flax_musicvae.pipelines.groove.sources import METADATA_FIELDS, SPLITS, read_split_index
 
 __all__ = [
     "CACHE_VERSION", "FileExamples", "METADATA_FIELDS", "NOT_4_4", "NO_NOTES", "SPLITS",

@@ -10,8 +10,8 @@ import numpy as np
 
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.groove import GrooveConverter
-from pipelines.groove.examples import FileExamples, _convert
-from pipelines.groove.sources import _bar_seconds
+from flax_musicvae.pipelines.groove.examples import FileExamples, _convert
+from flax_musicvae.pipelines.groove.sources import _bar_seconds
 
 
 def tfds_window_midis(midi: bytes, row: dict, split_bars: int) -> Iterator[bytes]:
