@@ -2,10 +2,11 @@ r"""Folk-tune melody corpus from music21's bundled ABC collections.
 
 Every tune of the chosen collections (``music21.corpus``: ryansMammoth, oneills1850,
 essenFolksong, nottingham-dataset, airdsAirs, miscFolk) is parsed with music21 and
-converted directly to a NoteSequence (120 qpm, ties merged, chord symbols and grace
-notes dropped, a pickup bar shifted so that bar lines fall on bar boundaries, one
-instrument per part, program 0). Conversions are cached per ABC file, so a second run
-only reads the cache; the collection is written with ``flax_musicvae.pipelines.note_sequence_io``.
+converted directly to a NoteSequence (120 qpm, ties merged, grace notes dropped, a
+pickup bar shifted so that bar lines fall on bar boundaries, one instrument per part,
+program 0, chord symbols as CHORD_SYMBOL text annotations at the times of the notes they
+stand over, as note_seq's lead sheets and the improv pipeline read them). Conversions
+are cached per ABC file, so a second run only reads the cache; the collection is written with ``flax_musicvae.pipelines.note_sequence_io``.
 Tunes that cannot be used are counted by reason; the report also counts the 2-bar and
 16-bar melody windows that the train-mode converters of ``cat-mel_2bar_small`` and
 ``hierdec-mel_16bar`` extract (before their 5-per-sequence sampling, and after it).
@@ -25,6 +26,7 @@ import hashlib
 import json
 import logging
 import pathlib
+import re
 import sys
 import time
 import warnings
@@ -32,9 +34,11 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import tqdm
+from note_seq import chord_symbols_lib
 from note_seq.protobuf import music_pb2
 
 from flax_musicvae import pipelines
+from flax_musicvae.data import chords as chords_lib
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.melody import MEL_PROGRAMS, OneHotMelodyConverter
 from flax_musicvae.pipelines import note_sequence_io
@@ -44,7 +48,8 @@ DEFAULT_COLLECTIONS = ("ryansMammoth", "oneills1850", "essenFolksong",
 QPM = 120.0
 _SECONDS_PER_QUARTER = 60.0 / QPM
 _DEFAULT_VELOCITY = 100
-_CACHE_VERSION = "v1"
+_CACHE_VERSION = "v2"   # v2: chord symbols kept
+_CHORD_SYMBOL = music_pb2.NoteSequence.TextAnnotation.CHORD_SYMBOL
 
 # Train-mode converter settings of the two melody configs (Magenta configs.py).
 CONVERTERS = {
@@ -99,6 +104,24 @@ def _pickup_shift(part) -> float:
   return float(bar - length) if first.number == 0 and 0 < length < bar else 0.0
 
 
+def chord_figure(symbol) -> str | None:
+  """note_seq's figure of a music21 ChordSymbol (``N.C.`` for NoChord); None if unreadable.
+
+  ABC writes bass notes in lower case (``Am/c``), note_seq reads upper case only. A
+  figure that note_seq cannot parse, or reads with another root than music21 does
+  (``B-`` is B flat to music21, B minor to note_seq), gives None.
+  """
+  from music21 import harmony  # pylint: disable=import-outside-toplevel
+  if isinstance(symbol, harmony.NoChord):
+    return chords_lib.NO_CHORD
+  figure = re.sub(r"/([a-g])", lambda m: "/" + m.group(1).upper(), symbol.figure)
+  try:
+    root = chord_symbols_lib.chord_symbol_root(figure)
+  except chord_symbols_lib.ChordSymbolError:
+    return None
+  return figure if symbol.root() is not None and symbol.root().pitchClass == root else None
+
+
 def score_to_note_sequence(score, *, collection: str = "", filename: str = "",
                            index: int = 0) -> music_pb2.NoteSequence:
   """A music21 score -> NoteSequence (see the module docstring for the rules)."""
@@ -114,6 +137,7 @@ def score_to_note_sequence(score, *, collection: str = "", filename: str = "",
     ns.sequence_metadata.title = score.metadata.title
   parts = list(score.parts) or [score]
   signatures = {}
+  chords = set()
   for instrument, part in enumerate(parts):
     shift = _pickup_shift(part)
     flat = part.stripTies().flatten()
@@ -121,10 +145,13 @@ def score_to_note_sequence(score, *, collection: str = "", filename: str = "",
       time_ = 0.0 if ts.offset == 0 else (float(ts.offset) + shift) * _SECONDS_PER_QUARTER
       signatures.setdefault(time_, (ts.numerator, ts.denominator))
     for element in flat.notes:
-      length = float(element.quarterLength)
-      if isinstance(element, harmony.ChordSymbol) or length <= 0:
-        continue
       start = (float(element.offset) + shift) * _SECONDS_PER_QUARTER
+      if isinstance(element, harmony.ChordSymbol):
+        chords.add((start, chord_figure(element)))
+        continue
+      length = float(element.quarterLength)
+      if length <= 0:
+        continue
       velocity = element.volume.velocity or _DEFAULT_VELOCITY
       for pitch in element.pitches:
         ns.notes.add(pitch=pitch.midi, velocity=velocity, instrument=instrument,
@@ -134,6 +161,8 @@ def score_to_note_sequence(score, *, collection: str = "", filename: str = "",
     if (numerator, denominator) != previous:
       ns.time_signatures.add(time=time_, numerator=numerator, denominator=denominator)
       previous = numerator, denominator
+  for time_, figure in sorted(c for c in chords if c[1] is not None):
+    ns.text_annotations.add(time=time_, text=figure, annotation_type=_CHORD_SYMBOL)
   ns.total_time = max((n.end_time for n in ns.notes), default=0.0)
   return ns
 
