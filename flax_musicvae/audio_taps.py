@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import struct
 
+from note_seq.protobuf import music_pb2
 import numpy as np
+from scipy import signal
+from scipy.io import wavfile
 
 TAP_PITCH = 36
 
@@ -23,7 +26,6 @@ class AudioError(ValueError):
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
   """Mono float samples in [-1, 1] and the sample rate."""
-  from scipy.io import wavfile  # pylint: disable=g-import-not-at-top
   try:
     rate, data = wavfile.read(path)
   except (ValueError, OSError, struct.error) as e:  # struct.error: a truncated header
@@ -50,7 +52,6 @@ def novelty(audio: np.ndarray, rate: int, hop: float = 0.005, window: float = 0.
   percentile of its 5 ms RMS levels, as white noise): a tap at t=0 then rises out of
   quiet like any other, while the start of a noisy recording is no onset.
   """
-  from scipy import signal  # pylint: disable=g-import-not-at-top
   hop_n = max(1, int(round(hop * rate)))
   win_n = max(hop_n * 2, int(round(window * rate)))
   lead = -(-win_n // hop_n)
@@ -72,7 +73,6 @@ def novelty(audio: np.ndarray, rate: int, hop: float = 0.005, window: float = 0.
 def pick_peaks(curve: np.ndarray, frame_rate: float, threshold: float = 0.1,
                min_gap: float = 0.05, average: float = 0.1) -> np.ndarray:
   """Frame indices of onsets: local maxima above a moving average + ``threshold``."""
-  from scipy import signal  # pylint: disable=g-import-not-at-top
   gap = max(1, int(round(min_gap * frame_rate)))
   avg = np.convolve(curve, np.ones(2 * int(average * frame_rate) + 1), "same")
   avg /= 2 * int(average * frame_rate) + 1
@@ -92,7 +92,6 @@ def detect_onsets(audio: np.ndarray, rate: int, threshold: float = 0.1,
 
 def taps_to_note_sequence(times: np.ndarray, strengths: np.ndarray, qpm: float = 120.0):
   """Drum taps (one pitch) in 4/4 at ``qpm``; velocity from strength (40..127)."""
-  from note_seq.protobuf import music_pb2  # pylint: disable=g-import-not-at-top
   ns = music_pb2.NoteSequence()
   ns.tempos.add(qpm=qpm)
   ns.time_signatures.add(numerator=4, denominator=4)

@@ -19,6 +19,8 @@ import sys
 import urllib.error
 import urllib.request
 
+import tqdm
+
 from flax_musicvae.io.digest import file_sha256
 
 CACHE_ENV = "FLAX_MUSICVAE_CACHE"
@@ -60,7 +62,6 @@ def groove_download() -> Download:
 
 
 def _progress(total: int, initial: int, name: str):
-  import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm.tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name,
                    disable=not sys.stderr.isatty(), leave=False)
 

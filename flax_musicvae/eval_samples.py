@@ -22,8 +22,10 @@ from typing import Any
 
 import jax
 import ml_collections
+from note_seq import sequences_lib
 import numpy as np
 
+from flax_musicvae import inference
 from flax_musicvae import render
 from flax_musicvae import workdir as workdir_lib
 
@@ -51,7 +53,6 @@ def step_dir(run: workdir_lib.PathLike, step: int) -> workdir_lib.epath.Path:
 
 
 def _concatenated(sequences):
-  from note_seq import sequences_lib  # pylint: disable=g-import-not-at-top
   return sequences_lib.concatenate_sequences(list(sequences))
 
 
@@ -60,7 +61,6 @@ class EvalSamples:
 
   def __init__(self, config: ml_collections.ConfigDict, run: workdir_lib.PathLike,
                eval_data: dict[str, np.ndarray]):
-    from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
     self._run = workdir_lib.path(run)
     self._model = inference.MusicVAEModel(config, None)
     n = min(config.train.eval_samples, len(eval_data["outputs"]))

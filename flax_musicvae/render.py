@@ -19,7 +19,17 @@ import shutil
 import subprocess
 from typing import Sequence
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+import note_seq
+from note_seq import chord_symbols_lib
+from note_seq.protobuf import music_pb2
 import numpy as np
+import pretty_midi
+
+from flax_musicvae import synth
+from flax_musicvae.data import drums
+from flax_musicvae.data import groove
 
 #: Drum-plot row labels of the 9 drum classes (``data.drums.REDUCED_DRUM_PITCH_CLASSES``,
 #: Magenta's GM mapping, and the Roland pitches of the Groove MIDI Dataset).
@@ -43,7 +53,6 @@ def note_name(pitch: int) -> str:
 
 def chord_symbols(ns) -> list[tuple[float, str]]:
   """``(time, figure)`` of the ``CHORD_SYMBOL`` text annotations, in time order."""
-  from note_seq.protobuf import music_pb2  # pylint: disable=g-import-not-at-top
   chord = music_pb2.NoteSequence.TextAnnotation.CHORD_SYMBOL
   return sorted((a.time, a.text) for a in ns.text_annotations if a.annotation_type == chord)
 
@@ -55,8 +64,6 @@ def write_midi(ns, path: str | os.PathLike, chord_voicing: bool = False) -> path
   also plays them on their own instrument (note_seq's ``BasicChordRenderer``: program
   88, velocity 50, as Magenta's ``--render_chords``).
   """
-  import note_seq  # pylint: disable=g-import-not-at-top
-  import pretty_midi  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   chords = chord_symbols(ns)
@@ -74,8 +81,6 @@ def write_midi(ns, path: str | os.PathLike, chord_voicing: bool = False) -> path
 
 def read_chord_symbols(path: str | os.PathLike) -> list[tuple[float, str]]:
   """``(time, figure)`` of a MIDI file's text events that are chord symbols."""
-  import pretty_midi  # pylint: disable=g-import-not-at-top
-  from note_seq import chord_symbols_lib  # pylint: disable=g-import-not-at-top
   out = []
   for event in pretty_midi.PrettyMIDI(str(path)).text_events:
     try:
@@ -94,7 +99,6 @@ def _step_seconds(ns, steps_per_quarter: int) -> float:
 
 def _drum_lookup() -> dict[int, int]:
   """Drum pitch -> class row: Magenta's GM classes, then the Groove (Roland) pitches."""
-  from flax_musicvae.data import drums, groove  # pylint: disable=g-import-not-at-top
   lookup = {}
   for classes in (groove.ROLAND_DRUM_PITCH_CLASSES, drums.REDUCED_DRUM_PITCH_CLASSES):
     lookup.update({p: i for i, pitches in enumerate(classes) for p in pitches})
@@ -188,8 +192,6 @@ def _plot_roll(ax, ns) -> int:
 def figure(sequences: Sequence, titles: Sequence[str] | None = None):
   """A matplotlib ``Figure``, one row per sequence: a drum plot for drum tracks, else a
   piano roll. Red lines are bar lines; the x axis counts 16th steps."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   rows = len(sequences)
   fig = Figure(figsize=(10, 1.6 * rows + 0.4))
   FigureCanvasAgg(fig)
@@ -245,7 +247,5 @@ def render_wav(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
                     str(wav_path), find_soundfont(), str(midi_path)],
                    check=True, capture_output=True)
     return pathlib.Path(wav_path), "fluidsynth"
-  import note_seq  # pylint: disable=g-import-not-at-top
-  from flax_musicvae import synth  # pylint: disable=g-import-not-at-top
   ns = note_seq.midi_file_to_note_sequence(str(midi_path))
   return synth.write_wav(ns, wav_path, min(sample_rate, synth.SAMPLE_RATE)), "built-in synth"

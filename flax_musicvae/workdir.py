@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -29,10 +30,13 @@ from typing import Any, Iterator
 
 from absl import logging
 from etils import epath
+from flax import traverse_util
 import jax
 import ml_collections
 import numpy as np
 
+from flax_musicvae import config_lib
+from flax_musicvae import models
 from flax_musicvae.io import tfrecord
 
 PathLike = str | os.PathLike
@@ -92,7 +96,6 @@ def load_config(workdir: PathLike) -> ml_collections.ConfigDict:
 
   ``FileNotFoundError`` when ``workdir`` is not a run directory.
   """
-  from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
   file = path(workdir) / CONFIG_FILE
   if not file.exists():
     raise FileNotFoundError(f"{file} not found: --workdir must be a training run directory "
@@ -162,7 +165,6 @@ def lock(workdir: PathLike) -> Iterator[None]:
   if not is_local(workdir) or jax.process_index() != 0:
     yield
     return
-  import fcntl  # pylint: disable=g-import-not-at-top
   workdir.mkdir(parents=True, exist_ok=True)
   fd = os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
   try:
@@ -226,6 +228,7 @@ def abstract(tree: Any) -> Any:
   first device, so a checkpoint written by another topology (e.g. several hosts of a
   pod) still reads back here.
   """
+  # lazy: a shipped model loads without orbax (tests/test_pretrained.py)
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
@@ -240,7 +243,6 @@ def abstract(tree: Any) -> Any:
 
 def abstract_params(config: ml_collections.ConfigDict) -> Any:
   """The parameter structure of the model ``config`` describes (nothing computed)."""
-  from flax_musicvae import models  # pylint: disable=g-import-not-at-top
   model = models.build_model(config)
   batch = models.dummy_batch(model.spec, 1)
   rngs = {k: jax.random.PRNGKey(0) for k in ("params", "dropout", "sample")}
@@ -266,6 +268,7 @@ class Checkpoints:
 
   def __init__(self, directory: PathLike, *, writer: bool = False,
                max_to_keep: int | None = None):
+    # lazy: a shipped model loads without orbax (tests/test_pretrained.py)
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     self.directory = path(directory)
     self._writer = writer
@@ -301,6 +304,7 @@ class Checkpoints:
     Refuses non-finite values; a failed save leaves nothing behind and raises
     ``SaveError`` (naming a full disk as such).
     """
+    # lazy: a shipped model loads without orbax (tests/test_pretrained.py)
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     if checkpoint.step in self._manager.all_steps():
       return False
@@ -327,6 +331,7 @@ class Checkpoints:
 
   def digests(self, step: int) -> dict[str, str] | None:
     """The checksums saved with ``step`` (None for checkpoints written without them)."""
+    # lazy: a shipped model loads without orbax (tests/test_pretrained.py)
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     if not (self.directory / str(step) / "digest").exists():
       return None
@@ -335,6 +340,7 @@ class Checkpoints:
 
   def read(self, step: int, template: Checkpoint, params_only: bool = False) -> Checkpoint:
     """Checkpoint ``step`` shaped like ``template``, verified; ``CorruptCheckpointError``."""
+    # lazy: a shipped model loads without orbax (tests/test_pretrained.py)
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     items = {"params": template.params}
     if (not params_only and template.opt_state is not None
@@ -401,13 +407,11 @@ def checkpoints_of(source: PathLike) -> tuple[epath.Path, int | None]:
 
 def flatten_params(params: Any) -> dict[str, np.ndarray]:
   """``{"a/b/kernel": array}``: the .npz layout of params (cache, shipped models)."""
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
   return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
 
 
 def unflatten_params(flat: dict[str, np.ndarray]) -> Any:
   """The params tree of :func:`flatten_params`'s dict."""
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
   return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
 
 

@@ -17,8 +17,10 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 import numpy as np
 
+from flax_musicvae import config_lib
 from flax_musicvae.checkpoints import magentajs
 from flax_musicvae.checkpoints import tensor_bundle
+from flax_musicvae.models import tf_names
 
 # Training-only variables of self-trained Magenta checkpoints: never model weights.
 _TRAINING_STATE = re.compile(
@@ -79,14 +81,12 @@ def match_variables(available: Mapping[str, Sequence[int]],
 
 def expected_tf_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
   """Magenta variable name -> shape of every parameter of the model for ``config``."""
-  from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
   return {tf_names.tf_name(p): s for p, s in tf_names.param_shapes(config).items()}
 
 
 def import_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict,
                   var_name_substitutions: Substitutions = ()) -> tuple[Any, int]:
   """(Flax params, global_step) from a Magenta checkpoint (prefix, directory or ``.tar``)."""
-  from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
   with tensor_bundle.open_checkpoint(checkpoint) as reader:
     available = {k: shape for k, (shape, _) in reader.variables().items()}
     keys = match_variables(available, expected_tf_shapes(config), var_name_substitutions,
@@ -98,7 +98,6 @@ def import_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDi
 
 def tf_weights(params: Any) -> dict[str, np.ndarray]:
   """Our params as ``{Magenta variable name: array}``."""
-  from flax_musicvae.models import tf_names  # pylint: disable=g-import-not-at-top
   return {tf_names.tf_name(p): np.asarray(v) for p, v in tf_names.flatten(params).items()}
 
 
@@ -115,6 +114,5 @@ def export_tf_checkpoint(params: Any, prefix: str | os.PathLike, global_step: in
 def export_magentajs(params: Any, config: ml_collections.ConfigDict,
                      folder: str | os.PathLike) -> None:
   """A magenta.js (@magenta/music) MusicVAE checkpoint folder for our params."""
-  from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
   spec = magentajs.spec_for(config_lib.make_converter(config.data), config.model)
   magentajs.write_folder(folder, tf_weights(params), spec)

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import jax
 import ml_collections
 
+from flax_musicvae import workdir as workdir_lib
 from flax_musicvae.export import metadata
 from flax_musicvae.export import saved_model
 from flax_musicvae.export import tflite
@@ -32,7 +33,6 @@ def init_params(model: MusicVAE, seed: int = 0):
 
 def load_workdir(workdir: str | os.PathLike) -> tuple[ml_collections.ConfigDict, Any]:
   """The config (``config.json``) and newest usable parameters of a training run."""
-  from flax_musicvae import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   config, params, _ = workdir_lib.load(workdir)
   return config, params
 

@@ -16,14 +16,14 @@ from flax_musicvae.models.vae import MusicVAE
 
 
 def _tf():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # optional: [export]  pylint: disable=g-import-not-at-top
   return tf
 
 
 def build_module(model: MusicVAE, params, batch_size: int):
   """``tf.Module`` with the model's variables and one ``tf.function`` per signature."""
   tf = _tf()
-  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  from jax.experimental import jax2tf  # optional: [export]  pylint: disable=g-import-not-at-top
   signatures.check_exportable(model.spec)
   module = tf.Module()
   module.params = jax.tree.map(lambda x: tf.Variable(np.asarray(x), trainable=False), params)

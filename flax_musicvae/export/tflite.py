@@ -12,7 +12,7 @@ QUANTIZATIONS = ("fp32", "fp16", "int8")
 
 def convert(saved_model_dir: str | os.PathLike, quantization: str = "fp32") -> bytes:
   """The ``.tflite`` bytes of every signature of ``saved_model_dir``."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # optional: [export]  pylint: disable=g-import-not-at-top
   if quantization not in QUANTIZATIONS:
     raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
   converter = tf.lite.TFLiteConverter.from_saved_model(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+import note_seq
 import numpy as np
 
 from flax_musicvae.inference.loading import PathLike
@@ -32,7 +33,6 @@ class MultipleExtractedExamplesError(InputError):
 
 def parse_midi(data: bytes, name: str):
   """A NoteSequence from the bytes of a Standard MIDI file ``name``, or a clear InputError."""
-  import note_seq  # pylint: disable=g-import-not-at-top
   if not data:
     raise InputError(f"{name}: the file is empty; use a Standard MIDI file (.mid)")
   if not data.startswith(b"MThd"):

@@ -12,6 +12,7 @@ import jax
 import ml_collections
 
 from flax_musicvae import workdir as workdir_lib
+from flax_musicvae.checkpoints import tensor_bundle
 
 
 CACHE_DIR = pathlib.Path(os.environ.get("FLAX_MUSICVAE_CACHE",
@@ -66,7 +67,6 @@ def checkpoint_sizes(shapes: dict[str, Sequence[int]]) -> dict[str, Any]:
 
 def with_checkpoint_sizes(config, checkpoint: PathLike):
   """``(config with the checkpoint's sizes, sizes found, the config's own sizes)``."""
-  from flax_musicvae.checkpoints import tensor_bundle  # pylint: disable=g-import-not-at-top
   found = checkpoint_sizes({k: shape for k, (shape, _)
                             in tensor_bundle.list_variables(checkpoint).items()})
   given = {k: (tuple(config.model[k]) if isinstance(config.model[k], (tuple, list))

@@ -10,12 +10,15 @@ import pathlib
 from typing import Any, Sequence
 
 import jax
+from jax import export
 import ml_collections
 import numpy as np
 
 from flax_musicvae import config_lib
 from flax_musicvae import models
 from flax_musicvae import pretrained
+from flax_musicvae.checkpoints import magenta_import
+from flax_musicvae.data import chords
 from flax_musicvae.inference import loading
 from flax_musicvae.inference.inputs import InputError, _per_input, as_note_sequence
 from flax_musicvae.inference.latent import bilinear_grid, lerp, slerp
@@ -36,7 +39,6 @@ def _source_digest() -> str:
 
 def _exported(fn, args, key: str, config):
   """``jax.export`` of ``fn`` at ``args``' shapes, cached under ``CACHE_DIR/export``."""
-  from jax import export  # pylint: disable=g-import-not-at-top
   config_json = config.to_json_best_effort(sort_keys=True)
   stamp = f"{_source_digest()}|{jax.default_backend()}|{config_json}|{key}"
   path = loading.CACHE_DIR / "export" / (hashlib.sha1(stamp.encode()).hexdigest() + ".bin")
@@ -138,7 +140,6 @@ class MusicVAEModel:
     that still does not fit raises ``InputError``: one line naming the sizes found and
     the config's.
     """
-    from flax_musicvae.checkpoints import magenta_import  # pylint: disable=g-import-not-at-top
     if infer_sizes:
       config, found, given = with_checkpoint_sizes(config, checkpoint)
     try:
@@ -335,7 +336,6 @@ class MusicVAEModel:
   def chord_controls(self, chord_names: Sequence[str], length: int | None = None
                      ) -> np.ndarray:
     """Per-step triad one-hots for chord names spread evenly over ``length`` steps."""
-    from flax_musicvae.data import chords  # pylint: disable=g-import-not-at-top
     if self.spec.control_depth != chords.NUM_TRIAD_CLASSES:
       raise InputError("this model is not chord-conditioned (use a *_chords config)")
     length = length or self.length

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+from note_seq import sequences_lib
 import numpy as np
 
+from flax_musicvae.data import converter as converter_lib
 from flax_musicvae.inference.inputs import (InputError, MultipleExtractedExamplesError,
                                             NoExtractedExamplesError, _infer_tensors,
                                             _name, check_input)
@@ -54,7 +56,6 @@ def cut_bars(ns, start_bar: int, bars: int, converter):
   early stays in the window, at 0 s); tempos, meters and chord symbols in force at
   the window's start move to 0 s.
   """
-  from note_seq import sequences_lib  # pylint: disable=g-import-not-at-top
   if start_bar < 1:
     raise InputError(f"bars are numbered from 1, got start bar {start_bar}")
   bar = bar_seconds(ns, converter)
@@ -102,7 +103,6 @@ def _groove_window(ns, converter, start_bar: int, bars: int):
   begin = (start_bar - 1) * converter.steps_per_bar
   cut = lambda a: np.pad(a[begin:begin + steps], ((0, max(0, begin + steps - len(a))),  # noqa: E731
                                                   (0, 0)))
-  from flax_musicvae.data import converter as converter_lib  # pylint: disable=g-import-not-at-top
   return converter_lib.ConverterTensors([cut(grid.inputs[0])], [cut(grid.outputs[0])],
                                         [cut(grid.controls[0])], [steps])
 

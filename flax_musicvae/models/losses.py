@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from flax_musicvae import schedules
+from flax_musicvae.models import music_rnn
 from flax_musicvae.models import nade
 from flax_musicvae.models import sampling
 
@@ -69,7 +70,6 @@ def compute_loss(outputs: dict[str, Array], batch: dict[str, Array], step,
   """
   del batch  # the mask comes with the outputs
   if "music_rnn" in outputs:   # MusicRNN: mean cross entropy over valid steps, no KL
-    from flax_musicvae.models import music_rnn  # pylint: disable=import-outside-toplevel
     return music_rnn.compute_loss(outputs)
   mask = outputs["mask"]
   r_loss = jnp.sum(outputs["step_loss"] * mask, -1)

@@ -21,6 +21,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from flax_musicvae.models import vae
+
 _BIDI = r"cell_(\d+)_(fw|bw)/cell_0/lstm_cell/"
 _RULES = (
     (rf"^encoder/level_(\d+)/{_BIDI}",
@@ -63,7 +65,6 @@ def unflatten(flat: dict[str, Any]) -> dict:
 
 def param_shapes(config) -> dict[str, tuple[int, ...]]:
   """Flax path -> shape of every parameter of ``build_model(config)`` (no compute)."""
-  from flax_musicvae.models import vae  # pylint: disable=import-outside-toplevel
   model = vae.build_model(config)
   batch = vae.dummy_batch(model.spec, 1)
   rngs = {k: jax.random.PRNGKey(0) for k in ("params", "dropout", "sample")}

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax_musicvae.models import decoders
 from flax_musicvae.models import encoders
 from flax_musicvae.models import losses
+from flax_musicvae.models import music_rnn
 from flax_musicvae.models import sampling
 
 Array = jax.Array
@@ -279,7 +280,6 @@ def build_model(config) -> MusicVAE:
   """
   model_cfg = config.model if "model" in config else config
   if model_cfg.get("architecture", "music_vae") == "music_rnn":
-    from flax_musicvae.models import music_rnn  # pylint: disable=import-outside-toplevel
     return music_rnn.build(model_cfg)
   return MusicVAE(ModelSpec.from_config(model_cfg))
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-import numpy as np
+from note_seq import chord_symbols_lib
+from note_seq import chords_lib as ns_chords
 from note_seq import sequences_lib
 from note_seq.protobuf import music_pb2
+import numpy as np
 
 from flax_musicvae.data import chords as chords_lib
 from flax_musicvae.data import drums as drums_data
@@ -245,7 +247,6 @@ class MusicRNNConverter(Converter):
 def transpose_chord(figure: str, amount: int) -> str:
   if figure == encodings.NO_CHORD or amount == 0:
     return figure
-  from note_seq import chord_symbols_lib  # pylint: disable=import-outside-toplevel
   return chord_symbols_lib.transpose_chord_symbol(figure, amount % NOTES_PER_OCTAVE)
 
 
@@ -266,7 +267,6 @@ def events_to_sequence(events: Sequence[int], kind: str, steps_per_quarter: int 
     return ns
   ns = melody_data.melody_to_sequence(events, steps_per_quarter, velocity=velocity, qpm=qpm)
   if chords:
-    from note_seq import chords_lib as ns_chords  # pylint: disable=import-outside-toplevel
     step_time = 60.0 / qpm / steps_per_quarter
     ns_chords.add_chords_to_sequence(ns, list(chords), [i * step_time
                                                         for i in range(len(chords))])

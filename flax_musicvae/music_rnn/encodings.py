@@ -37,6 +37,8 @@ import dataclasses
 import functools
 from typing import Sequence
 
+from note_seq import chord_symbols_lib
+from note_seq import chords_encoder_decoder
 import numpy as np
 
 NO_EVENT = -2
@@ -418,7 +420,6 @@ class KeyMelodyEncoder(EventEncoder):
 @functools.lru_cache(maxsize=4096)
 def chord_pitch_vector(figure: str) -> tuple[float, ...]:
   """note_seq's ``PitchChordsEncoderDecoder`` input for one chord figure (37 floats)."""
-  from note_seq import chord_symbols_lib  # pylint: disable=import-outside-toplevel
   out = [0.0] * (3 * NOTES_PER_OCTAVE + 1)
   if figure == NO_CHORD:
     out[0] = 1.0
@@ -448,7 +449,6 @@ NUM_TRIAD_CLASSES = 49
 @functools.lru_cache(maxsize=4096)
 def triad_class(figure: str) -> int:
   """note_seq's ``TriadChordOneHotEncoding`` class (0 no chord, 1 + 12 * quality + root)."""
-  from note_seq import chords_encoder_decoder  # pylint: disable=import-outside-toplevel
   try:
     return int(chords_encoder_decoder.TriadChordOneHotEncoding().encode_event(figure))
   except Exception as e:  # ChordSymbolError / ChordEncodingError  pylint: disable=broad-except

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flax_musicvae.models import music_rnn
+from flax_musicvae.music_rnn import cli
 from flax_musicvae.music_rnn import encodings
 from flax_musicvae.music_rnn import generator as generator_lib
 
@@ -126,8 +127,8 @@ def export(gen: generator_lib.MusicRNNGenerator, out_dir: str | os.PathLike,
            batch_sizes: Sequence[int] = (1,), quantizations: Sequence[str] = QUANTIZATIONS
            ) -> list[pathlib.Path]:
   """Writes ``b<N>/{saved_model/, model_<q>.tflite, metadata.json}``; returns the folders."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from jax.experimental import jax2tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # optional: [export]  pylint: disable=import-outside-toplevel
+  from jax.experimental import jax2tf  # optional: [export]  pylint: disable=import-outside-toplevel
   spec = gen.spec
   folders = []
   for n in batch_sizes:
@@ -163,6 +164,7 @@ def export(gen: generator_lib.MusicRNNGenerator, out_dir: str | os.PathLike,
 
 def lite_step(path: str | os.PathLike) -> Callable[..., dict]:
   """A ``step`` callable running a ``.tflite`` with LiteRT (no TensorFlow, no JAX)."""
+  # optional: [lite]
   from ai_edge_litert import interpreter as litert  # pylint: disable=import-outside-toplevel
   runner = litert.Interpreter(model_path=os.fspath(path)).get_signature_runner(SIGNATURE)
   return lambda x, s, z, t: runner(inputs=x, state=s, noise=z, temperature=np.asarray(t))
@@ -179,7 +181,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--batch_sizes", default="1")
   p.add_argument("--quantizations", default=",".join(QUANTIZATIONS))
   args = p.parse_args(argv)
-  from flax_musicvae.music_rnn import cli  # pylint: disable=import-outside-toplevel
   try:
     gen = cli.load_generator(bundle_file=args.bundle_file, workdir=args.workdir)
     sizes = [int(v) for v in args.batch_sizes.split(",")]

@@ -21,15 +21,17 @@ back and render at velocity 100.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from note_seq import chords_lib
 from note_seq import sequences_lib
 from note_seq.protobuf import music_pb2
+import numpy as np
 
 from flax_musicvae.data import event_utils
 from flax_musicvae.data import melody as melody_data
@@ -231,7 +233,6 @@ class MusicRNNGenerator:
                                           velocity=100, qpm=qpm)
       _shift(ns, track_start * 60.0 / qpm / self.steps_per_quarter)
       if controls is not None:
-        from note_seq import chords_lib  # pylint: disable=import-outside-toplevel
         step_time = 60.0 / qpm / self.steps_per_quarter
         chords_lib.add_chords_to_sequence(
             ns, per_step[:end_step], [s * step_time for s in range(end_step)])
@@ -327,7 +328,6 @@ def _drums_to_sequence(sets, origin: int, steps_per_quarter: int, qpm: float):
 
 def parse_primer_list(text: str) -> list[int]:
   """``"[60, -2, 60, -2, 67]"`` (Magenta's --primer_melody / --primer_drums melody form)."""
-  import ast  # pylint: disable=import-outside-toplevel
   try:
     value = ast.literal_eval(text)
   except (ValueError, SyntaxError) as e:

@@ -16,9 +16,16 @@ import pathlib
 import threading
 from typing import Any, Callable
 
+import note_seq
+from note_seq import drums_encoder_decoder
+from note_seq.protobuf import music_pb2
 import numpy as np
 
+from flax_musicvae import attributes
+from flax_musicvae import audio_taps
+from flax_musicvae import config_lib
 from flax_musicvae import inference
+from flax_musicvae import pretrained
 
 #: The shipped model each GrooVAE task uses unless the studio is told otherwise.
 TASK_MODELS = {"humanize": "groove_2bar_humanize", "drumify": "groove_2bar_tap_fixed_velocity",
@@ -68,7 +75,6 @@ class ModelSource:
     if self.workdir:
       return inference.MusicVAEModel.from_workdir(self.workdir)
     if self.checkpoint_file:
-      from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
       if not self.config:
         raise StudioError("--checkpoint_file needs --config (the Magenta config it was "
                           "trained with)")
@@ -81,7 +87,6 @@ class ModelSource:
     if self.workdir:
       return pathlib.Path(self.workdir)
     if self.pretrained:
-      from flax_musicvae import pretrained  # pylint: disable=g-import-not-at-top
       try:
         return pretrained.model_dir(self.pretrained)
       except FileNotFoundError:
@@ -112,7 +117,6 @@ def parse_midi(data: bytes, name: str = "the upload"):
 
 
 def midi_bytes(ns) -> bytes:
-  import note_seq  # pylint: disable=g-import-not-at-top
   out = io.BytesIO()
   note_seq.note_sequence_to_pretty_midi(ns).write(out)
   return out.getvalue()
@@ -136,7 +140,6 @@ def bar_count(ns) -> int:
 
 def drum_row(pitch: int) -> int:
   """The drum-grid row (0 kick .. 8 ride) of a GM drum pitch; -1 for other pitches."""
-  from note_seq import drums_encoder_decoder  # pylint: disable=g-import-not-at-top
   for row, pitches in enumerate(drums_encoder_decoder.DEFAULT_DRUM_TYPE_PITCHES):
     if pitch in pitches:
       return row
@@ -200,7 +203,6 @@ class Studio:
 
   def attributes(self) -> dict[str, Any]:
     """Attribute vectors: ``--attribute_file`` ones and ``attribute_*.npz`` by the model."""
-    from flax_musicvae import attributes  # pylint: disable=g-import-not-at-top
     if self._attributes is None:
       files = [pathlib.Path(f) for f in self._attribute_files]
       folder = self.main.folder()
@@ -221,7 +223,6 @@ class Studio:
 
   def warm_tasks(self) -> None:
     """Loads the task models and compiles them on a 2-bar beat, so a first click is fast."""
-    from note_seq.protobuf import music_pb2  # pylint: disable=g-import-not-at-top
     beat = music_pb2.NoteSequence(ticks_per_quarter=220)
     beat.tempos.add(qpm=120)
     beat.time_signatures.add(numerator=4, denominator=4)
@@ -322,7 +323,6 @@ class Studio:
 
   def taps(self, times: list[float], strengths: list[float], qpm: float):
     """Keyboard taps (seconds from the first downbeat, strengths 0..1) as a tap sequence."""
-    from flax_musicvae import audio_taps  # pylint: disable=g-import-not-at-top
     if not 20 <= qpm <= 300:
       raise StudioError(f"tempo must be 20 .. 300 qpm, got {qpm:g}")
     if not times:
@@ -338,7 +338,6 @@ class Studio:
 
   def wav_taps(self, data: bytes, name: str, qpm: float):
     """A WAV recording of tapping as a tap sequence (onset detection)."""
-    from flax_musicvae import audio_taps  # pylint: disable=g-import-not-at-top
     if not data.startswith(b"RIFF"):
       raise StudioError(f"{name}: not a WAV file (no 'RIFF' header); record a PCM .wav")
     if not 20 <= qpm <= 300:
