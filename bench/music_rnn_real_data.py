@@ -2,16 +2,20 @@
 
 Melody configs (basic_rnn, mono_rnn, lookback_rnn, attention_rnn) train on the music21
 folk tunes of ``flax_musicvae.pipelines.folk_melodies`` (ryansMammoth + oneills1850), the
-improv configs on the same tunes with chords *inferred* by note_seq (that TFRecord carries
-no chord symbols; the improv converter infers them when absent, as ``music_rnn/data.py``
-documents), drum_kit_rnn on Groove MIDI files. Each run: ``train.train_and_evaluate`` for 1 step
-(eval right after the first update: "start"), resumed to 21 steps (times a step), then to
-``--steps`` or what ``--budget_seconds`` per config allows (eval at the end),
-Magenta's full-size hparams (layer sizes, attention length, dropout, clip, learning rate)
-with only the batch size and step budget reduced. Records train loss first->last, eval
-loss/accuracy first->last and the majority-class accuracy of the evaluated targets.
+improv configs on the same tunes with their chord symbols (kept by folk_melodies since
+its cache v2; these two collections have next to none) or, for a tune without any, the
+chords note_seq infers (what the improv converter would do, seconds a tune; done once per
+subset and cached in ``--work``), drum_kit_rnn on Groove MIDI files. Each run:
+``train.train_and_evaluate`` for 1 step (eval right after the first update: "start"),
+resumed to 21 steps (times a step), then to ``--steps`` or what ``--budget_seconds`` per
+config allows (eval at the end); ``--resume`` continues an earlier run of ``--work`` by
+that many steps or seconds instead. Magenta's full-size hparams (layer sizes, attention
+length, dropout, clip, learning rate) with only the batch size and step budget reduced.
+Records train loss first->last, eval loss/accuracy first->last, the majority-class
+accuracy of the evaluated targets and, as Magenta's eval does, the accuracy on the steps
+whose target is / is not the encoder's default event (no new note; no drum hit).
 
-  nice -n 10 python bench/music_rnn_real_data.py --steps 150 --batch 16
+  nice -n 19 python bench/music_rnn_real_data.py --steps 150 --batch 16
 """
 
 from __future__ import annotations
@@ -24,12 +28,20 @@ import sys
 import time
 
 import numpy as np
+from note_seq import sequences_lib
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from flax_musicvae import config_lib  # pylint: disable=wrong-import-position
-from flax_musicvae import input_pipeline  # pylint: disable=wrong-import-position
-from flax_musicvae import train  # pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from flax_musicvae import config_lib
+from flax_musicvae import input_pipeline
+from flax_musicvae import train
+from flax_musicvae import workdir
+from flax_musicvae.data import chords as chords_lib
+from flax_musicvae.data.arrays import cache_key
+from flax_musicvae.models import music_rnn as music_rnn_model
+from flax_musicvae.music_rnn import data as rnn_data
+from flax_musicvae.pipelines import note_sequence_io
 
 NAMES = ["basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn", "drum_kit_rnn",
          "basic_improv", "attention_improv", "chord_pitches_improv"]
@@ -39,19 +51,63 @@ GROOVE = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "music_rnn_real_data.json"
 
 
-def subset_tfrecord(out: pathlib.Path, every: int) -> int:
+def subset_tfrecord(out: pathlib.Path, every: int, folk: pathlib.Path) -> int:
   """Every ``every``-th tune of the folk TFRecord (deterministic), written to ``out``."""
-  from flax_musicvae.pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
-  seqs = [ns for i, ns in enumerate(note_sequence_io.read_note_sequences(FOLK))
+  seqs = [ns for i, ns in enumerate(note_sequence_io.read_note_sequences(folk))
           if i % every == 0]
   note_sequence_io.write_note_sequences(out, seqs)
   return len(seqs)
 
 
+IMPROV_CACHE_VERSION = "v1"
+
+
+def improv_tfrecord(work: pathlib.Path, every: int, folk: pathlib.Path
+                    ) -> tuple[pathlib.Path, dict]:
+  """Every ``every``-th folk tune with the chords the improv converter reads (cached).
+
+  The converter's own steps, done once: each piece between time changes is quantized;
+  a piece without chord symbols gets note_seq's inferred chords (a piece where
+  inference fails is left out, as the converter would), which are stored with it.
+  Returns the TFRecord (named by a key of ``every`` and the folk file) and the counts.
+  """
+  key = cache_key(IMPROV_CACHE_VERSION, {"every": every}, [folk.read_bytes()])
+  out = work / f"folk_improv_{key}.tfrecord"
+  stats_file = out.with_suffix(".json")
+  if out.exists() and stats_file.exists():
+    return out, json.loads(stats_file.read_text())
+  stats = dict.fromkeys(("tunes", "pieces_with_chord_symbols", "pieces_chords_inferred",
+                         "pieces_inference_failed", "pieces_unquantizable"), 0)
+  t0 = time.time()
+  pieces = []
+  for i, ns in enumerate(note_sequence_io.read_note_sequences(folk)):
+    if i % every:
+      continue
+    stats["tunes"] += 1
+    for piece in sequences_lib.split_note_sequence_on_time_changes(ns):
+      qns = rnn_data.quantize(piece, 4)
+      if qns is None:
+        stats["pieces_unquantizable"] += 1
+      elif chords_lib.has_chords(piece):
+        stats["pieces_with_chord_symbols"] += 1
+        pieces.append(piece)
+      elif chords_lib.infer_chords_if_missing(qns):
+        stats["pieces_chords_inferred"] += 1
+        for ta in qns.text_annotations:
+          piece.text_annotations.add(time=ta.time, text=ta.text,
+                                     annotation_type=ta.annotation_type)
+        pieces.append(piece)
+      else:
+        stats["pieces_inference_failed"] += 1
+  stats["seconds"] = round(time.time() - t0, 1)
+  note_sequence_io.write_note_sequences(out, pieces)
+  stats_file.write_text(json.dumps(stats))
+  return out, stats
+
+
 def groove_tfrecord(out: pathlib.Path, every: int) -> int:
   """Every ``every``-th Groove MIDI file (4/4 beats and fills of all drummers)."""
   import note_seq  # pylint: disable=import-outside-toplevel
-  from flax_musicvae.pipelines import note_sequence_io  # pylint: disable=import-outside-toplevel
   files = sorted(GROOVE.resolve().glob("drummer*/*/*.mid"))[::every]
   seqs = []
   for f in files:
@@ -62,14 +118,43 @@ def groove_tfrecord(out: pathlib.Path, every: int) -> int:
   return len(seqs)
 
 
-def majority_accuracy(arrays) -> float:
+def majority(arrays) -> tuple[float, int]:
+  """(accuracy of always predicting the most frequent target, that target's label)."""
   mask = np.arange(arrays["outputs"].shape[1])[None] < arrays["lengths"][:, None]
-  labels = np.argmax(arrays["outputs"], -1)[mask]
-  return float(np.bincount(labels).max() / len(labels))
+  counts = np.bincount(np.argmax(arrays["outputs"], -1)[mask])
+  return float(counts.max() / counts.sum()), int(np.argmax(counts))
+
+
+def event_accuracies(c, run: pathlib.Path, arrays, batch: int) -> dict:
+  """Magenta's eval split of the accuracy of the run's newest checkpoint on ``arrays``.
+
+  ``event_accuracy``: on the steps whose target is not the encoder's default event
+  (``default_event_label``: no new note for melodies, no drum hit for the drum kit);
+  ``no_event_accuracy``: on the steps whose target is.
+  """
+  default = config_lib.make_converter(c.data).encoder.default_event_label
+  _, params, _ = workdir.load(run)
+  model = music_rnn_model.build(c)
+  hits = np.zeros(2)
+  counts = np.zeros(2)
+  for i in range(0, len(arrays["lengths"]), batch):
+    part = {k: v[i:i + batch] for k, v in arrays.items()}
+    out = model.apply({"params": params}, part)
+    mask = np.asarray(out["mask"]) > 0
+    correct = np.asarray(out["step_correct"])[mask]
+    is_default = np.argmax(part["outputs"], -1)[mask] == default
+    for j, where in enumerate((~is_default, is_default)):
+      hits[j] += correct[where].sum()
+      counts[j] += where.sum()
+  return {"default_event_label": default,
+          "event_accuracy": float(hits[0] / counts[0]),
+          "no_event_accuracy": float(hits[1] / counts[1]),
+          "event_steps": int(counts[0]), "no_event_steps": int(counts[1])}
 
 
 def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, batch: int,
-            eval_examples: int, budget_seconds: float, eval_fraction: float) -> dict:
+            eval_examples: int, budget_seconds: float, eval_fraction: float,
+            resume: bool) -> dict:
   c = config_lib.load(name)
   c.data.path = str(data_path)
   c.data.cache_dir = str(work / "cache")
@@ -85,17 +170,19 @@ def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, 
   eval_data = {k: v[:keep] for k, v in eval_data.items()}
   data_seconds = time.time() - t0
   run = work / name
+  load_before = os.getloadavg()
+  done = [r["step"] for r in workdir.read_metrics(run) if r.get("split") == "train"]
+  start = max(done) if resume and done else 0
   walls = []
   # 1 step (eval "at start"), 21 steps (the 11..20 log window times a compiled step), then
   # as many steps as the remaining wall budget of this config allows (at least ``steps``
-  # when ``budget_seconds`` is 0).
-  for n, every in ((1, 1), (21, 10), (None, 25)):
+  # when ``budget_seconds`` is 0); a resumed run only does the last part, from ``start``.
+  for n, every in ((1, 1), (21, 10), (None, 25))[2 if start else 0:]:
     if n is None:
-      rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-      sps = [r for r in rows if r.get("split") == "train" and r["step"] == 20][0][
-          "steps_per_second"]
+      sps = [r for r in workdir.read_metrics(run)
+             if r.get("split") == "train" and r["step"] == 20][0]["steps_per_second"]
       left = budget_seconds - (time.time() - t0) - 20   # eval + checkpoint + compile
-      n = max(22, int(left * sps)) if budget_seconds else steps
+      n = max(22, start + (int(left * sps) if budget_seconds else steps))
     c.train.num_train_steps = n
     c.train.log_every_steps = every
     c.train.eval_every_steps = n
@@ -104,17 +191,18 @@ def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, 
     train.train_and_evaluate(c, run, train_data=train_data, eval_data=eval_data)
     walls.append(time.time() - t)
   steps = n
-  rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+  rows = workdir.read_metrics(run)
   tr = [r for r in rows if r.get("split") == "train"]
   ev = [r for r in rows if r.get("split") == "eval"]
-  majority = majority_accuracy(eval_data)
+  majority_rate, majority_label = majority(eval_data)
   out = {
       "config": name, "data": str(data_path),
       "train_examples": int(len(train_data["lengths"])),
       "eval_examples": int(len(eval_data["lengths"])), "eval_fraction": eval_fraction,
       "eval_target_steps": int(eval_data["lengths"].sum()),
       "rnn_layer_sizes": list(c.model.rnn_layer_sizes), "attn_length": c.model.attn_length,
-      "batch_size": batch, "steps": steps, "data_seconds": round(data_seconds, 1),
+      "batch_size": batch, "steps": steps, "resumed_from_step": start,
+      "data_seconds": round(data_seconds, 1),
       "wall_seconds": round(sum(walls), 1), "first_call_seconds": round(walls[0], 1),
       "seconds_per_step": round(1 / sps, 3),
       "uniform_loss": float(np.log(c.model.output_depth)),
@@ -122,12 +210,19 @@ def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, 
       "train_loss_curve": [(r["step"], round(r["loss"], 4)) for r in tr],
       "eval_loss_first": ev[0]["loss"], "eval_loss_last": ev[-1]["loss"],
       "eval_accuracy_first": ev[0]["accuracy"], "eval_accuracy_last": ev[-1]["accuracy"],
-      "majority_class_accuracy": majority,
+      "majority_class_accuracy": majority_rate, "majority_label": majority_label,
+      **event_accuracies(c, run, eval_data, batch),
+      "load_average_before": load_before, "load_average_after": os.getloadavg(),
   }
   out["loss_fell"] = bool(out["train_loss_last"] < out["train_loss_first"]
                           and out["eval_loss_last"] < out["eval_loss_first"])
-  out["beats_majority"] = bool(out["eval_accuracy_last"] > majority)
+  out["beats_majority"] = bool(out["eval_accuracy_last"] > majority_rate)
   return out
+
+
+def per_config(pairs: list[str], kind: type) -> dict:
+  """``["NAME=VALUE", ...]`` -> ``{NAME: kind(VALUE)}``."""
+  return {k: kind(v) for k, v in (s.split("=") for s in pairs)}
 
 
 def main() -> None:
@@ -137,7 +232,12 @@ def main() -> None:
   p.add_argument("--steps_for", nargs="*", default=[], help="NAME=STEPS overrides")
   p.add_argument("--budget_seconds", type=float, default=0,
                  help="wall seconds per config (data, compile, steps, evals); 0: --steps")
+  p.add_argument("--budget_for", nargs="*", default=[], help="NAME=SECONDS overrides")
   p.add_argument("--batch", type=int, default=16)
+  p.add_argument("--batch_for", nargs="*", default=[], help="NAME=BATCH overrides")
+  p.add_argument("--resume", action="store_true",
+                 help="continue the runs in --work by --steps / the budget")
+  p.add_argument("--folk", default=str(FOLK), help="folk NoteSequence TFRecord")
   p.add_argument("--folk_every", type=int, default=3, help="every n-th folk tune")
   p.add_argument("--improv_every", type=int, default=12, help="every n-th tune (x12 keys)")
   p.add_argument("--groove_every", type=int, default=4)
@@ -148,15 +248,17 @@ def main() -> None:
   a = p.parse_args()
   work = pathlib.Path(a.work)
   work.mkdir(parents=True, exist_ok=True)
-  steps_for = {k: int(v) for k, v in (s.split("=") for s in a.steps_for)}
+  steps_for = per_config(a.steps_for, int)
+  budget_for = per_config(a.budget_for, float)
+  batch_for = per_config(a.batch_for, int)
+  folk = pathlib.Path(a.folk)
   load_before = os.getloadavg()
   sources = {}
   if any(n in ("basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn") for n in a.configs):
-    sources["melody"] = (work / "folk.tfrecord", subset_tfrecord(work / "folk.tfrecord",
-                                                                 a.folk_every))
+    sources["melody"] = (work / "folk.tfrecord",
+                         subset_tfrecord(work / "folk.tfrecord", a.folk_every, folk))
   if any(n.endswith("improv") for n in a.configs):
-    sources["improv"] = (work / "folk_improv.tfrecord",
-                         subset_tfrecord(work / "folk_improv.tfrecord", a.improv_every))
+    sources["improv"] = improv_tfrecord(work, a.improv_every, folk)
   if "drum_kit_rnn" in a.configs:
     sources["drums"] = (work / "groove.tfrecord", groove_tfrecord(work / "groove.tfrecord",
                                                                   a.groove_every))
@@ -168,29 +270,33 @@ def main() -> None:
         else "melody"
     path, count = sources[kind]
     try:
-      r = run_one(name, path, work, steps_for.get(name, a.steps), a.batch, a.eval_examples,
-                  a.budget_seconds, a.eval_fraction)
-      r["source_sequences"] = count
+      r = run_one(name, path, work, steps_for.get(name, a.steps), batch_for.get(name, a.batch),
+                  a.eval_examples, budget_for.get(name, a.budget_seconds), a.eval_fraction,
+                  a.resume)
+      r["source_sequences" if kind != "improv" else "improv_chords"] = count
+      r["invocation"] = len(previous["invocations"])
     except Exception as e:  # pylint: disable=broad-except  # report, go on to the next
       r = {"config": name, "error": f"{type(e).__name__}: {e}"}
     print(json.dumps({k: v for k, v in r.items() if k != "train_loss_curve"}), flush=True)
     results.append(r)
   merged = {r["config"]: r for r in previous["runs"]}
   merged.update({r["config"]: r for r in results})
-  invocation = {"command": "nice -n 10 python " + " ".join(sys.argv), "configs": a.configs,
+  invocation = {"command": f"nice -n {os.nice(0)} python " + " ".join(sys.argv),
+                "configs": a.configs,
                 "niceness": os.nice(0), "load_average_before": load_before,
                 "load_average_after": os.getloadavg()}
   report = {
       "invocations": previous["invocations"] + [invocation],
-      "note": ("Magenta's full-size hparams except batch size and steps; improv chords are "
-               "inferred by note_seq (the folk TFRecord has no chord symbols); eval set: "
-               "first eval_examples of the id-hash validation split (eval_fraction); "
-               "'first' eval is after 1 training step"),
+      "note": ("Magenta's full-size hparams except batch size and steps; improv chords: a "
+               "tune's chord symbols, else note_seq's inferred chords (improv_chords counts "
+               "them); eval set: first eval_examples of the id-hash validation split "
+               "(eval_fraction); 'first' eval is after 1 training step; the machine is "
+               "shared, so each run records the load average before and after it"),
       "runs": [merged[n] for n in NAMES if n in merged],
   }
   pathlib.Path(a.output).write_text(json.dumps(report, indent=1) + "\n")
   print(f"\n{'config':22s} {'steps':>5s} {'wall s':>7s} {'train loss':>15s} "
-        f"{'eval loss':>15s} {'eval acc':>8s} {'major.':>7s} fell beats")
+        f"{'eval loss':>15s} {'eval acc':>8s} {'major.':>7s} {'event':>6s} fell beats")
   for r in report["runs"]:
     if "error" in r:
       print(f"{r['config']:22s} ERROR {r['error']}")
@@ -199,6 +305,7 @@ def main() -> None:
           f"{r['train_loss_first']:6.3f}->{r['train_loss_last']:6.3f} "
           f"{r['eval_loss_first']:6.3f}->{r['eval_loss_last']:6.3f} "
           f"{r['eval_accuracy_last']:8.4f} {r['majority_class_accuracy']:7.4f} "
+          f"{r.get('event_accuracy', float('nan')):6.3f} "
           f"{'yes' if r['loss_fell'] else 'NO':4s} {'yes' if r['beats_majority'] else 'NO'}")
 
 
