@@ -16,7 +16,8 @@ import argparse
 import importlib.util
 import sys
 import threading
-import warnings
+
+from flax_musicvae import cli  # also silences note_seq's ffmpeg warning
 
 DEFAULT_PORT = 8050
 
@@ -76,9 +77,8 @@ def _warm_tasks(studio) -> None:
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
-  warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
-  from flax_musicvae import generate, inference  # pylint: disable=g-import-not-at-top
-  generate.defer_note_seq_notebook_utils()
+  cli.defer_note_seq_notebook_utils()  # before inference imports note_seq
+  from flax_musicvae import inference  # pylint: disable=g-import-not-at-top
   if importlib.util.find_spec("flask") is None:
     parser.exit(2, "error: the studio needs Flask: pip install -e '.[studio]'\n")
   from flax_musicvae.studio import engine, server  # pylint: disable=g-import-not-at-top
