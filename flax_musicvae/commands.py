@@ -35,11 +35,6 @@ def import_checkpoint() -> None:
   app.run(_as_module("flax_musicvae.import_checkpoint").main, flags_parser=cli.parse_flags)
 
 
-def package() -> None:
-  """``flax-musicvae-package``: ``python -m flax_musicvae.pretrained``."""
-  _as_module("flax_musicvae.pretrained")._cli()  # pylint: disable=protected-access
-
-
 def folk_melodies() -> None:
   """``flax-musicvae-folk``: ``python -m pipelines.folk_melodies`` (its report is
   printed and written, not the exit status)."""

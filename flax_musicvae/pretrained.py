@@ -17,16 +17,19 @@ User errors are one ``error: ...`` line and exit code 2.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
 import pathlib
 import re
+import sys
 from typing import Any, Sequence
 
 import ml_collections
 import numpy as np
 
+from flax_musicvae import cli
 from flax_musicvae import workdir as workdir_lib
 
 ROOT_ENV = "FLAX_MUSICVAE_PRETRAINED"
@@ -214,31 +217,25 @@ def package(workdir: str | os.PathLike, name: str, output_dir: str | os.PathLike
   return out
 
 
-def main(argv: Sequence[str]) -> None:
-  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
-  from flax_musicvae import cli  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  cli.quiet_logs()
-  args = flags.FLAGS
-  with cli.user_errors(PackageError, workdir_lib.WorkdirError, FileNotFoundError,
-                       FileExistsError):
+def main(argv: Sequence[str] | None = None) -> int:
+  """``python -m flax_musicvae.pretrained`` (``flax-musicvae-package``)."""
+  parser = argparse.ArgumentParser(prog="python -m flax_musicvae.pretrained",
+                                   description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--workdir", required=True, help="finished training run to package")
+  parser.add_argument("--name", required=True,
+                      help="model name (its folder, and generate's --model)")
+  parser.add_argument("--output_dir", help=f"registry folder to write into (default: "
+                                           f"${ROOT_ENV} or the package's pretrained/)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing model of that name")
+  args = parser.parse_args(argv)
+  with cli.parser_errors(parser, PackageError, workdir_lib.WorkdirError, FileNotFoundError,
+                         FileExistsError):
     out = package(args.workdir, args.name, args.output_dir, args.overwrite)
-    print(f"wrote {out} ({', '.join(sorted(p.name for p in out.iterdir()))})")
-
-
-def _cli() -> None:
-  """Defines the command's flags (here, not at import: generate imports this module) and runs."""
-  from flax_musicvae import cli  # pylint: disable=g-import-not-at-top
-  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
-  flags.DEFINE_string("workdir", None, "Finished training run to package.", required=True)
-  flags.DEFINE_string("name", None, "Model name (its folder, and generate's --model).",
-                      required=True)
-  flags.DEFINE_string("output_dir", None, f"Registry folder to write into (default: ${ROOT_ENV} "
-                      "or the package's pretrained/).")
-  flags.DEFINE_bool("overwrite", False, "Replace an existing model of that name.")
-  app.run(main, flags_parser=cli.parse_flags)
+  print(f"wrote {out} ({', '.join(sorted(p.name for p in out.iterdir()))})")
+  return 0
 
 
 if __name__ == "__main__":
-  _cli()
+  sys.exit(main())
