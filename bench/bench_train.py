@@ -26,6 +26,12 @@ import pathlib
 import platform
 import time
 
+from flax_musicvae import hugepages  # pylint: disable=g-bad-import-order
+
+if __name__ == "__main__":
+  hugepages.reexec()  # as the training program does (FLAX_MUSICVAE_HUGE_PAGES=0: without)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,6 +153,7 @@ def main() -> None:
       "cpu_count": os.cpu_count(), "cpu_affinity": sorted(os.sched_getaffinity(0)),
       "load_average_1_5_15": os.getloadavg(), "machine": platform.machine(),
       "processor": platform.processor(),
+      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
   }
   default = ROOT / "bench" / "results" / f"train_{args.config}_{backend}.json"
   out = pathlib.Path(args.output or default)

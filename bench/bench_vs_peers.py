@@ -8,6 +8,9 @@ warm-up on the real Groove train windows. The results file records the ratios, t
 average around every run and whether the CPU has native bf16 matmul units (AMX /
 AVX512-BF16): without them bf16 is emulated and slower than float32, for every framework.
 
+Started with ``FLAX_MUSICVAE_HUGE_PAGES=0``, no run gets the huge-page malloc that the
+training program sets up (``flax_musicvae/hugepages.py``); otherwise every run does.
+
 Peers install outside the repository (``../shared/peers/README.md``); a missing peer is
 reported and skipped. Benchmark only an idle machine.
 
@@ -26,6 +29,8 @@ import re
 import subprocess
 import sys
 import tempfile
+
+from flax_musicvae import hugepages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("FLAX_MUSICVAE_SHARED", ROOT.parent / "shared"))
@@ -127,7 +132,9 @@ def main() -> None:
   batches = [int(b) for b in args.batch_sizes.split(",")]
   dtypes = args.dtypes.split(",")
 
-  result: dict = {"config": "groove_4bar", "machine": cpu_facts(), "ours": {}, "errors": {}}
+  result: dict = {"config": "groove_4bar", "machine": cpu_facts(), "ours": {}, "errors": {},
+                  # every run (ours and the peers') inherits this process's environment
+                  "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
   for dtype in dtypes:
     for batch in batches:
       result["ours"][f"{dtype}_b{batch}"] = ours(batch, dtype, args.steps)
@@ -165,4 +172,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+  # Every run, the peers' too, gets the huge-page malloc the training program uses
+  # (FLAX_MUSICVAE_HUGE_PAGES=0: nobody gets it).
+  hugepages.reexec()
   main()

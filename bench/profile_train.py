@@ -21,6 +21,12 @@ import re
 import tempfile
 import time
 
+from flax_musicvae import hugepages  # pylint: disable=g-bad-import-order
+
+if __name__ == "__main__":
+  hugepages.reexec()  # as the training program does (FLAX_MUSICVAE_HUGE_PAGES=0: without)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
 import jax.numpy as jnp
 
