@@ -69,3 +69,18 @@ def test_config_builds_and_runs(name):
   loss, metrics = run(batch)
   assert np.isfinite(float(loss))
   assert {"r_loss", "kl_loss", "kl_bits", "beta", "accuracy"} <= set(metrics)
+
+
+def test_tiny_shrinks_a_copy_and_sets_up_a_short_run():
+  full = config_lib.load("drum_kit_rnn")
+  c = config_lib.tiny(full, 5, rnn=4, log_every_steps=2)
+  assert (c.model.rnn_layer_sizes, c.model.attn_length) == ((4, 4, 4), 8)
+  assert (full.model.rnn_layer_sizes, full.model.attn_length) == ((256, 256, 256), 32)
+  t = c.train
+  assert (t.batch_size, t.num_train_steps, t.log_every_steps, t.eval_num_batches,
+          t.eval_samples) == (8, 5, 2, 1, 0)
+  assert min(t.eval_every_steps, t.checkpoint_every_steps) > 1000 * t.num_train_steps
+  named = config_lib.tiny("groove_4bar", rnn=16, z=8)   # by name; train settings untouched
+  assert (named.model.enc_rnn_size, named.model.dec_rnn_size, named.model.z_size) == (
+      (16,), (16, 16), 8)
+  assert named.train == config_lib.load("groove_4bar").train

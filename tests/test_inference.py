@@ -14,13 +14,9 @@ from flax_musicvae import inference
 BEATS = sorted((FIXTURES / "groove").rglob("*_beat_*.mid"))
 
 
-def tiny_config(name: str):
-  return config_lib.tiny(config_lib.load(f"{name}"))
-
-
 @pytest.fixture(scope="module")
 def model():
-  return inference.MusicVAEModel.init_random(tiny_config("groove_2bar_humanize"), seed=0)
+  return inference.MusicVAEModel.init_random(config_lib.tiny("groove_2bar_humanize"), seed=0)
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +68,7 @@ def test_workdir_round_trip(model, tmp_path):
 def test_from_workdir_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
     inference.MusicVAEModel.from_workdir(tmp_path)
-  (tmp_path / "config.json").write_text(tiny_config("groove_4bar").to_json())
+  (tmp_path / "config.json").write_text(config_lib.tiny("groove_4bar").to_json())
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     inference.MusicVAEModel.from_workdir(tmp_path)
 
@@ -122,7 +118,7 @@ def test_start_bar_encodes_that_window_of_a_long_file(model):
 def test_meters_of_16_steps_a_bar_are_accepted():
   """A real 2/2 reel (music21's corpus) encodes like the same notes in 4/4; 3/4 and 6/8
   are refused in one line."""
-  mel = inference.MusicVAEModel.init_random(tiny_config("cat_mel_2bar_small"))
+  mel = inference.MusicVAEModel.init_random(config_lib.tiny("cat_mel_2bar_small"))
   reel = inference.read_midi(FIXTURES / "melodies" / "CupOfTeaReel.mid")
   assert [(t.numerator, t.denominator) for t in reel.time_signatures] == [(2, 2)]
   windows = inference.candidate_windows(reel, mel.converter)
@@ -236,7 +232,7 @@ def test_similar_extremes(model):
 
 
 def test_chord_conditioned_sampling():
-  chords_model = inference.MusicVAEModel.init_random(tiny_config("cat_mel_2bar_med_chords"))
+  chords_model = inference.MusicVAEModel.init_random(config_lib.tiny("cat_mel_2bar_med_chords"))
   controls = chords_model.chord_controls(["C", "G", "Am", "F"])
   assert controls.shape == (32, 49)
   np.testing.assert_array_equal(np.argmax(controls, 1), np.repeat([1, 8, 22, 6], 8))

@@ -124,11 +124,9 @@ def test_bad_input_is_a_clear_error(collection, tmp_path):
 
 
 def tiny_mel_config(collection, cache_dir, dataset="note_sequences"):
-  c = config_lib.tiny(mel_config(), rnn=16, z=8)
-  c.data.update(dataset=dataset, path=str(collection), cache_dir=str(cache_dir))
-  c.data.eval_fraction = 0.5
-  c.train.update(batch_size=4, num_train_steps=3, log_every_steps=1, eval_every_steps=1000,
-                 checkpoint_every_steps=1000, eval_samples=0)
+  c = config_lib.tiny(mel_config(), 3, rnn=16, z=8, batch_size=4)
+  c.data.update(dataset=dataset, path=str(collection), cache_dir=str(cache_dir),
+                eval_fraction=0.5)
   return c
 
 
