@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from flax_musicvae import hugepages
+
 
 def _as_module(name: str):
   """Module ``name``, with absl's ``--help`` made to describe it as under ``python -m``:
@@ -18,6 +20,7 @@ def _as_module(name: str):
 
 def train() -> None:
   """``flax-musicvae-train``: ``python -m flax_musicvae.main`` (train / eval)."""
+  hugepages.reexec()
   # pylint: disable-next=g-import-not-at-top
   import jax
   from absl import app

@@ -20,8 +20,10 @@ detects the cluster, or takes ``--coordinator_address``, ``--num_processes`` and
 from __future__ import annotations
 
 from flax_musicvae import cli  # pylint: disable=g-bad-import-order
+from flax_musicvae import hugepages  # pylint: disable=g-bad-import-order
 
 if __name__ == "__main__":  # not in multiprocessing's spawned children (Pool stops them by SIGTERM)
+  hugepages.reexec()  # XLA's CPU buffers in huge pages: 10-20 % faster steps here
   cli.STOP.install()  # before the slow imports: a signal from now on exits 128 + signal
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
