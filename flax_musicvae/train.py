@@ -32,9 +32,14 @@ import optax
 import tqdm
 
 from flax_musicvae import cli
+from flax_musicvae import config_lib
+from flax_musicvae import eval_samples
 from flax_musicvae import input_pipeline
+from flax_musicvae import models
 from flax_musicvae import optim
+from flax_musicvae import schedules
 from flax_musicvae import workdir as workdir_lib
+from flax_musicvae.models import losses
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, float]
@@ -49,13 +54,6 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 # ----------------------------------------------------------------------------- model + steps
-
-
-def _models():
-  from flax_musicvae import models  # pylint: disable=g-import-not-at-top
-  from flax_musicvae import schedules  # pylint: disable=g-import-not-at-top
-  from flax_musicvae.models import losses  # pylint: disable=g-import-not-at-top
-  return models, schedules, losses
 
 
 def create_mesh() -> jax.sharding.Mesh:
@@ -113,7 +111,6 @@ def init_train_state(config: ml_collections.ConfigDict, model, tx: optax.Gradien
 def make_train_step(config: ml_collections.ConfigDict, model, tx: optax.GradientTransformation,
                     mesh: jax.sharding.Mesh) -> Callable[[TrainState, Batch], tuple]:
   """``(state, batch) -> (state, metrics)``, jitted over the mesh; ``state`` is donated."""
-  _, schedules, losses = _models()
   replicated, batch_sharding = _shardings(mesh)
   lr_fn = optim.learning_rate_schedule(config.train)
   dtype = jnp.dtype(config.train.compute_dtype)
@@ -154,7 +151,6 @@ def eval_passes(config: ml_collections.ConfigDict, step: int) -> tuple[dict[str,
   """
   if config.model.get("architecture", "music_vae") == "music_rnn":
     return {"teacher_forced": 0.0}, "teacher_forced"
-  _, schedules, _ = _models()
   magenta = float(schedules.sampling_probability(step, config.model, False))
   passes = {"teacher_forced": 0.0, "free_running": 1.0}
   for name, sp in passes.items():
@@ -168,7 +164,6 @@ def make_eval_step(config: ml_collections.ConfigDict, model, mesh: jax.sharding.
 
   ``sampling_probability`` is a static Python float (0.0: the teacher-forced graph).
   """
-  _, _, losses = _models()
   replicated, batch_sharding = _shardings(mesh)
   dtype = jnp.dtype(config.train.compute_dtype)
 
@@ -212,7 +207,6 @@ def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: 
 def evaluate_arrays(config: ml_collections.ConfigDict, params, arrays: dict[str, np.ndarray],
                     step: int) -> Metrics:
   """Mean metrics of ``params`` over every full batch of ``arrays`` (e.g. a test split)."""
-  models, _, _ = _models()
   mesh = create_mesh()
   eval_step = make_eval_step(config, models.build_model(config), mesh)
   return _evaluate(config, mesh, eval_step, params, step, arrays, num_batches=0)
@@ -237,7 +231,6 @@ Interrupted = cli.Interrupted
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` for settings no run can use (before any data is read)."""
-  from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
   base = config_lib.base_config()
   unknown = [f"{section}.{k}" for section in ("model", "data", "train")
              for k in config.get(section, {}) if k not in base[section]]
@@ -292,7 +285,6 @@ class _Setup:
 
 
 def _setup(config, example_batch) -> _Setup:
-  models, _, _ = _models()
   mesh = create_mesh()
   model = models.build_model(config)
   tx = optim.create_optimizer(config.train)
@@ -614,7 +606,6 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
 
 def _eval_samples(config, run: epath.Path, eval_data, log):
   """The run's :class:`eval_samples.EvalSamples` (process 0), or None with a line why not."""
-  from flax_musicvae import eval_samples  # pylint: disable=g-import-not-at-top
   if jax.process_index() != 0:
     return None
   reason = eval_samples.unavailable_reason(config, run)

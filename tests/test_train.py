@@ -3,6 +3,7 @@
 first command on a fresh machine (data fetched, samples per eval, resumed)."""
 
 import csv
+import functools
 import json
 import os
 import re
@@ -22,16 +23,9 @@ from flax_musicvae import train
 from flax_musicvae import workdir as workdir_lib
 from tests.conftest import ROOT
 
-
-
-def tiny_config(num_train_steps: int = 6, **train_overrides):
-  """groove_4bar at toy widths, batch 8, evaluating/checkpointing only at the end."""
-  c = config_lib.tiny(config_lib.load("groove_4bar"), rnn=16, z=8)
-  c.train.update(batch_size=8, num_train_steps=num_train_steps, log_every_steps=2,
-                 eval_every_steps=1000, checkpoint_every_steps=1000, checkpoints_to_keep=2,
-                 eval_samples=0)
-  c.train.update(train_overrides)
-  return c
+#: ``tiny_config(steps, **train)``: a short groove_4bar run at toy widths, batch 8.
+tiny_config = functools.partial(config_lib.tiny, "groove_4bar", rnn=16, z=8, log_every_steps=2,
+                                checkpoints_to_keep=2)
 
 
 def groove_like(n: int, seed: int, steps: int = 64) -> dict[str, np.ndarray]:
@@ -147,7 +141,7 @@ def test_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
 
 def test_too_little_data_is_a_clear_error(tmp_path):
   with pytest.raises(train.ConfigError, match="training split has 5 examples, fewer than one"):
-    train.train_and_evaluate(tiny_config(), tmp_path, train_data=groove_like(5, 0),
+    train.train_and_evaluate(tiny_config(6), tmp_path, train_data=groove_like(5, 0),
                              eval_data=EVAL)
 
 
@@ -178,15 +172,15 @@ def test_tensorboard_events_readable_by_tensorflow(tmp_path):
 
 _DEVICES_WORKER = textwrap.dedent("""
     import jax, numpy as np
-    from flax_musicvae import input_pipeline, optim, train
+    from flax_musicvae import input_pipeline, models, optim, train
     from tests import test_train as t
     assert jax.device_count() == 8, jax.devices()
-    config = t.tiny_config()
+    config = t.tiny_config(6)
     data = t.groove_like(24, seed=0)
     results = {}
     for n in (1, 8):
       mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:n]), ("data",))
-      model = train._models()[0].build_model(config)
+      model = models.build_model(config)
       tx = optim.create_optimizer(config.train)
       state = train.init_train_state(config, model, tx, data, mesh)
       step = train.make_train_step(config, model, tx, mesh)
@@ -240,14 +234,12 @@ def groove_subset(groove_dir, target, files_per_split):
 @pytest.mark.slow
 def test_real_groove_data_validation_loss_drops(groove_dir, tmp_path):
   """A small groove_4bar model, 200 steps on 60 real train files: validation loss falls."""
-  c = config_lib.tiny(config_lib.load("groove_4bar"), rnn=32, z=16)
+  c = config_lib.tiny("groove_4bar", 1, rnn=32, z=16, batch_size=32, log_every_steps=50,
+                      eval_num_batches=4)
   c.data.path = str(groove_subset(groove_dir, tmp_path / "groove",
                                   {"train": 60, "validation": 12}))
   c.data.cache_dir = str(tmp_path / "cache")
-  c.train.update(batch_size=32, log_every_steps=50, eval_every_steps=1000,
-                 checkpoint_every_steps=1000, eval_num_batches=4)
   workdir = tmp_path / "run"
-  c.train.num_train_steps = 1
   first = train.train_and_evaluate(c, workdir)["eval"]
   c.train.num_train_steps = 200
   last = train.train_and_evaluate(c, workdir)["eval"]
@@ -274,10 +266,9 @@ _TINY_GROOVE_CONFIG = textwrap.dedent("""
     from flax_musicvae import config_lib
 
     def get_config():
-      c = config_lib.tiny(config_lib.load("groove_4bar"), rnn=16, z=8)
+      c = config_lib.tiny("groove_4bar", 4, rnn=16, z=8, log_every_steps=2, eval_every_steps=2,
+                          checkpoint_every_steps=2, eval_samples=1)
       c.data.cache_dir = "arrays"    # data.path: the default, absent on this machine
-      c.train.update(batch_size=8, num_train_steps=4, log_every_steps=2, eval_every_steps=2,
-                     checkpoint_every_steps=2, eval_num_batches=1, eval_samples=1)
       return c
 """)
 
@@ -363,7 +354,7 @@ def test_eval_samples_are_fixed_across_steps_and_resumes(tmp_path):
   """The same params give the same files at any step and from a new writer (a resumed run);
   another seed gives other samples."""
   from flax_musicvae import eval_samples, inference  # pylint: disable=g-import-not-at-top
-  config = tiny_config(eval_samples=2)
+  config = tiny_config(6, eval_samples=2)
   params = inference.MusicVAEModel.init_random(config).params
   midis = lambda folder: {p.name: p.read_bytes() for p in folder.glob("*.mid")}
   first = midis(eval_samples.EvalSamples(config, tmp_path, EVAL).write(1, params))
