@@ -26,11 +26,8 @@ make_figures = _load_module(ROOT / "docs" / "make_figures.py", "make_figures")
 
 
 def tiny_config(name: str, cache_dir, steps: int):
-  c = config_lib.tiny(config_lib.load(name), rnn=8, z=4)
-  c.data.path = str(GROOVE)
-  c.data.cache_dir = str(cache_dir)
-  c.train.update(batch_size=2, num_train_steps=steps, log_every_steps=1, eval_every_steps=3,
-                 eval_num_batches=1, checkpoint_every_steps=steps, eval_samples=0)
+  c = config_lib.tiny(name, steps, batch_size=2)
+  c.data.update(path=str(GROOVE), cache_dir=str(cache_dir))
   return c
 
 
