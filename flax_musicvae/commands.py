@@ -24,10 +24,9 @@ def train() -> None:
   # pylint: disable-next=g-import-not-at-top
   import jax
   from absl import app
-  from flax_musicvae import cli
   main = _as_module("flax_musicvae.main")
   jax.config.config_with_absl()
-  app.run(main.main, flags_parser=cli.parse_flags)
+  app.run(main.main, flags_parser=main.parse_flags)
 
 
 def import_checkpoint() -> None:

@@ -2,6 +2,7 @@ r"""Trains or evaluates a MusicVAE / GrooVAE model.
 
   python -m flax_musicvae.main --config=configs/groove_4bar.py --workdir=/tmp/groove_4bar
   python -m flax_musicvae.main --workdir=/tmp/groove_4bar              # resume
+  python -m flax_musicvae.main --workdir=/tmp/groove_4bar --config.train.num_train_steps=2000
   python -m flax_musicvae.main --workdir=/tmp/groove_4bar --mode=eval
   python -m flax_musicvae.main --config=configs/groove_4bar.py --workdir=/tmp/g \
       --config.train.batch_size=64 --config.train.num_train_steps=1000
@@ -35,6 +36,8 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+
+from flax_musicvae import saved_config
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Configuration file (configs/<name>.py); optional for an existing workdir.",
@@ -73,6 +76,29 @@ def run() -> None:
     train.evaluate(cli.config_value(_CONFIG), workdir)
 
 
+def with_saved_config(argv: list[str]) -> list[str]:
+  """``argv``, with ``--config=<saved_config.py>:<workdir>`` added when it has
+  ``--config.<field>`` overrides and a ``--workdir`` but no ``--config``: the overrides then
+  apply to the config the run was started with (e.g. ``--config.train.num_train_steps``)."""
+  if (any(a in ("--config", "-config") or a.startswith(("--config=", "-config=")) for a in argv)
+      or not any(a.startswith(("--config.", "-config.")) for a in argv)):
+    return argv
+  run_dir = None
+  for i, arg in enumerate(argv):
+    if arg.startswith(("--workdir=", "-workdir=")):
+      run_dir = arg.split("=", 1)[1]
+    elif arg in ("--workdir", "-workdir") and i + 1 < len(argv):
+      run_dir = argv[i + 1]
+  if not run_dir:
+    return argv
+  return argv[:1] + [f"--config={saved_config.__file__}:{run_dir}"] + argv[1:]
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """:func:`cli.parse_flags` after :func:`with_saved_config`."""
+  return cli.parse_flags(with_saved_config(argv))
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -89,4 +115,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   jax.config.config_with_absl()
-  app.run(main, flags_parser=cli.parse_flags)
+  app.run(main, flags_parser=parse_flags)

@@ -220,3 +220,19 @@ def test_user_errors_are_one_line(tmp_path):
     assert proc.returncode == 2, (message, err[-2000:])
     lines = [l for l in err.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_overrides_without_config_apply_to_the_saved_config(tmp_path):
+  """``--workdir=W --config.<field>=V`` (the README's "continue later"): the override is
+  applied to W's config.json, so a model change is refused by name and a bad train value
+  is reported as such, where absl alone knows no ``--config.*`` flag without --config."""
+  fit(tiny_config(2), tmp_path)
+  cases = {"model.z_size: 8 -> 4": "--config.model.z_size=4",
+           "train.num_train_steps must be a positive integer, got -1":
+               "--config.train.num_train_steps=-1"}
+  for message, override in cases.items():
+    proc = subprocess.run([sys.executable, "-m", "flax_musicvae.main", f"--workdir={tmp_path}",
+                           override], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
