@@ -180,25 +180,31 @@ def make_eval_step(config: ml_collections.ConfigDict, model, mesh: jax.sharding.
 def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: int,
                     batches: Iterable[Batch], stop: Callable[[], bool] = lambda: False
                     ) -> Metrics | None:
-  """Mean metrics over ``batches`` for every pass of :func:`eval_passes`.
+  """Mean metrics over ``batches`` for every pass of :func:`eval_passes`: step means
+  (:func:`losses.is_step_mean`) weighted by each batch's valid steps, the rest per batch.
 
   ``None`` when ``stop()`` turned true before the last batch.
   """
   passes, magenta = eval_passes(config, step)
   base_rng = jax.random.PRNGKey(config.train.seed + 1)
   sums: dict[str, Any] = {}
-  count = 0
+  weights: dict[str, Any] = {}
   for i, batch in enumerate(batches):
     jax.block_until_ready(sums)  # at most one batch in flight: ``stop`` is seen promptly
     if stop():
       return None
     rng = jax.random.fold_in(base_rng, i)
     for name, sp in passes.items():
-      for k, v in eval_step(params, batch, rng, jnp.int32(step), sp).items():
+      metrics = eval_step(params, batch, rng, jnp.int32(step), sp)
+      for k, v in metrics.items():
+        # Step means count every valid step once (Magenta's streaming metrics), the rest
+        # every batch once (equal batches: every example once).
+        weight = metrics["valid_steps"] if losses.is_step_mean(k, config.model) else 1.0
         key = f"{name}/{k}"
-        sums[key] = sums[key] + v if key in sums else v
-    count += 1
-  out = {k: float(v) / count for k, v in jax.device_get(sums).items()}
+        sums[key] = sums.get(key, 0.0) + v * weight
+        weights[key] = weights.get(key, 0.0) + weight
+  sums, weights = jax.device_get((sums, weights))
+  out = {k: float(v) / float(weights[k]) if float(weights[k]) else 0.0 for k, v in sums.items()}
   out.update({k.split("/", 1)[1]: v for k, v in list(out.items())
               if k.startswith(magenta + "/")})
   return out

@@ -59,6 +59,24 @@ def _masked_mean(x: Array, mask: Array) -> Array:
   return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+#: MusicVAE metrics that are means over a batch's valid steps (the rest are per-example means).
+_STEP_MEANS = ("accuracy", "hits_loss", "velocities_loss", "offsets_loss")
+
+
+def is_step_mean(name: str, model_cfg: Any) -> bool:
+  """Whether metric ``name`` of :func:`compute_loss` is a mean over the batch's valid steps.
+
+  An evaluation weights such a metric by each batch's ``valid_steps``, as Magenta's
+  streaming ``tf.metrics`` over the masked steps do (every MusicRNN metric; MusicVAE's
+  accuracies and per-step groove losses; not the per-example losses and KL).
+  """
+  if name == "valid_steps":
+    return False
+  if model_cfg.get("architecture", "music_vae") == "music_rnn":
+    return True
+  return name.split("/")[0] in _STEP_MEANS
+
+
 def compute_loss(outputs: dict[str, Array], batch: dict[str, Array], step,
                  model_cfg: Any) -> tuple[Array, dict[str, Array]]:
   """``mean(r_loss) + beta * mean(max(KL - free_nats, 0))`` and Magenta's summaries.
@@ -79,7 +97,8 @@ def compute_loss(outputs: dict[str, Array], batch: dict[str, Array], step,
   loss = jnp.mean(r_loss) + b * jnp.mean(kl_cost)
   metrics = {"loss": loss, "r_loss": jnp.mean(r_loss), "kl_loss": jnp.mean(kl_cost),
              "kl_bits": jnp.mean(kl / math.log(2.0)), "beta": b,
-             "accuracy": _masked_mean(outputs["step_correct"], mask)}
+             "accuracy": _masked_mean(outputs["step_correct"], mask),
+             "valid_steps": jnp.sum(mask)}
   if "step_part_correct" in outputs and outputs["step_part_correct"].shape[-1] > 1:
     for i in range(outputs["step_part_correct"].shape[-1]):
       metrics[f"accuracy/output_{i}"] = _masked_mean(outputs["step_part_correct"][..., i], mask)

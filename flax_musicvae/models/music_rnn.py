@@ -308,13 +308,20 @@ class MusicRNN(nn.Module):
 
 
 def compute_loss(outputs: dict[str, Array]) -> tuple[Array, dict[str, Array]]:
-  """Magenta's MusicRNN loss: mean cross entropy over all valid steps of the batch."""
+  """Magenta's MusicRNN loss: mean cross entropy over all valid steps of the batch.
+
+  Every metric is a mean over the valid steps (``perplexity`` of each step's
+  ``exp(cross entropy)``, as Magenta's), and ``valid_steps`` counts them, so an evaluation
+  can weight batches by it as Magenta's streaming metrics do.
+  """
   mask = outputs["mask"]
-  count = jnp.maximum(jnp.sum(mask), 1.0)
+  valid_steps = jnp.sum(mask)
+  count = jnp.maximum(valid_steps, 1.0)
   loss = jnp.sum(outputs["step_loss"] * mask) / count
   accuracy = jnp.sum(outputs["step_correct"] * mask) / count
+  perplexity = jnp.sum(jnp.exp(outputs["step_loss"]) * mask) / count
   return loss, {"loss": loss, "loss_per_step": loss, "accuracy": accuracy,
-                "perplexity": jnp.exp(loss)}
+                "perplexity": perplexity, "valid_steps": valid_steps}
 
 
 def build(config) -> MusicRNN:
