@@ -1,7 +1,8 @@
 """Train-step time of one config in another checkout of this project (A/B across commits).
 
-Loads ``--root``'s own code and config file (no installed package, no data: a fixed
-synthetic batch of the model's shapes), compiles its jitted train step, then times
+Loads ``--root``'s own code and config file (no installed package, no data: one fixed
+batch of ``bench_train.synthetic_data``), compiles its jitted train step (set up by
+``bench_train.train_step_setup``, which uses only APIs those commits have), then times
 ``--steps`` steps. Uses only APIs that every commit since the recurrence re-plan's parent
 (d218926) has, so an old checkout made with ``git worktree add /tmp/base d218926`` and
 the current tree can be timed alike, one after the other:
@@ -35,9 +36,7 @@ def main() -> None:
   # pylint: disable=g-import-not-at-top  (the checkout's modules, from --root)
   import jax
   import numpy as np
-  from flax_musicvae import optim
-  from flax_musicvae import train
-  from flax_musicvae.models import vae
+  import bench_train
 
   spec = importlib.util.spec_from_file_location("config", f"{root}/configs/{args.config}.py")
   module = importlib.util.module_from_spec(spec)
@@ -45,22 +44,8 @@ def main() -> None:
   config = module.get_config()
   config.train.batch_size = args.batch_size
   config.train.compute_dtype = args.compute_dtype
-  shapes = vae.dummy_batch(vae.ModelSpec.from_config(config.model), 1)
-  rng = np.random.default_rng(0)
-  steps, depth = shapes["outputs"].shape[1:]
-  outputs = (rng.random((args.batch_size, steps, depth)) < 0.1).astype(np.float32)
-  same = shapes["inputs"].shape == shapes["outputs"].shape
-  data = {"inputs": outputs if same else rng.random(
-              (args.batch_size,) + shapes["inputs"].shape[1:]).astype(np.float32),
-          "outputs": outputs,
-          "controls": np.zeros((args.batch_size,) + shapes["controls"].shape[1:], np.float32),
-          "lengths": np.full((args.batch_size,), steps, np.int32)}
-  mesh = train.create_mesh()
-  model = vae.build_model(config)
-  tx = optim.create_optimizer(config.train)
-  state = train.init_train_state(config, model, tx, data, mesh)
-  step = train.make_train_step(config, model, tx, mesh)
-  _, batch_sharding = train._shardings(mesh)  # pylint: disable=protected-access
+  data = bench_train.synthetic_data(config, examples=args.batch_size)
+  state, step, batch_sharding = bench_train.train_step_setup(config, data)
   batch = jax.device_put(data, batch_sharding)
   load_before = os.getloadavg()
   start = time.perf_counter()

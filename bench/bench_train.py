@@ -26,9 +26,8 @@ import pathlib
 import platform
 import time
 
-from flax_musicvae import hugepages  # pylint: disable=g-bad-import-order
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # (not on import: ab_train_step imports this beside old checkouts)
+  from flax_musicvae import hugepages  # pylint: disable=g-import-not-at-top
   hugepages.reexec()  # as the training program does (FLAX_MUSICVAE_HUGE_PAGES=0: without)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -86,13 +85,19 @@ def peak_flops(dtype, n: int = 2048, repeats: int = 10) -> float:
   return 2 * n**3 / best
 
 
-def time_training(config, train_data, steps: int, warmup: int) -> dict:
+def train_step_setup(config, train_data) -> tuple:
+  """The initial state, the jitted train step and the batch sharding, as ``train`` makes them."""
   mesh = train.create_mesh()
   model = vae.build_model(config)
   tx = optim.create_optimizer(config.train)
   state = train.init_train_state(config, model, tx, train_data, mesh)
   step_fn = train.make_train_step(config, model, tx, mesh)
   _, batch_sharding = train._shardings(mesh)  # pylint: disable=protected-access
+  return state, step_fn, batch_sharding
+
+
+def time_training(config, train_data, steps: int, warmup: int) -> dict:
+  state, step_fn, batch_sharding = train_step_setup(config, train_data)
   batches = input_pipeline.train_batches(train_data, config.train.batch_size, 0)
   with input_pipeline.Prefetcher(
       batches, lambda b: input_pipeline.shard_batch(b, batch_sharding)) as prefetched:
