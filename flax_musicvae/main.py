@@ -37,8 +37,6 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from flax_musicvae import saved_config
-
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Configuration file (configs/<name>.py); optional for an existing workdir.",
     lock_config=True)
@@ -76,6 +74,10 @@ def run() -> None:
     train.evaluate(cli.config_value(_CONFIG), workdir)
 
 
+#: ``saved_config.py``, as a config file path (ml_collections loads it; nothing imports it here).
+SAVED_CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved_config.py")
+
+
 def with_saved_config(argv: list[str]) -> list[str]:
   """``argv``, with ``--config=<saved_config.py>:<workdir>`` added when it has
   ``--config.<field>`` overrides and a ``--workdir`` but no ``--config``: the overrides then
@@ -91,7 +93,7 @@ def with_saved_config(argv: list[str]) -> list[str]:
       run_dir = argv[i + 1]
   if not run_dir:
     return argv
-  return argv[:1] + [f"--config={saved_config.__file__}:{run_dir}"] + argv[1:]
+  return argv[:1] + [f"--config={SAVED_CONFIG_FILE}:{run_dir}"] + argv[1:]
 
 
 def parse_flags(argv: list[str]) -> list[str]:

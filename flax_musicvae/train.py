@@ -187,8 +187,10 @@ def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: 
   """
   passes, magenta = eval_passes(config, step)
   base_rng = jax.random.PRNGKey(config.train.seed + 1)
+  # Step means count every valid step once (Magenta's streaming metrics), the rest every
+  # batch once (equal batches: every example once).
   sums: dict[str, Any] = {}
-  weights: dict[str, Any] = {}
+  count = 0
   for i, batch in enumerate(batches):
     jax.block_until_ready(sums)  # at most one batch in flight: ``stop`` is seen promptly
     if stop():
@@ -197,14 +199,17 @@ def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: 
     for name, sp in passes.items():
       metrics = eval_step(params, batch, rng, jnp.int32(step), sp)
       for k, v in metrics.items():
-        # Step means count every valid step once (Magenta's streaming metrics), the rest
-        # every batch once (equal batches: every example once).
-        weight = metrics["valid_steps"] if losses.is_step_mean(k, config.model) else 1.0
+        if losses.is_step_mean(k, config.model):
+          v = v * metrics["valid_steps"]
         key = f"{name}/{k}"
-        sums[key] = sums.get(key, 0.0) + v * weight
-        weights[key] = weights.get(key, 0.0) + weight
-  sums, weights = jax.device_get((sums, weights))
-  out = {k: float(v) / float(weights[k]) if float(weights[k]) else 0.0 for k, v in sums.items()}
+        sums[key] = sums[key] + v if key in sums else v
+    count += 1
+  sums = jax.device_get(sums)
+  out = {}
+  for key, total in sums.items():
+    name, k = key.split("/", 1)
+    steps = float(sums[f"{name}/valid_steps"]) if losses.is_step_mean(k, config.model) else count
+    out[key] = float(total) / steps if steps else 0.0
   out.update({k.split("/", 1)[1]: v for k, v in list(out.items())
               if k.startswith(magenta + "/")})
   return out
