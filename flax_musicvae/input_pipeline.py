@@ -24,14 +24,20 @@ import shutil
 import threading
 from typing import Any, Callable, Iterator
 
+from etils import epath
 import jax
 import ml_collections
+import note_seq
 import numpy as np
 
 from flax_musicvae import config_lib
+from flax_musicvae import data_fetch
 from flax_musicvae.data import augment
 from flax_musicvae.data.arrays import cache_key, pad_tensors
 from flax_musicvae.data.converter import Mode
+from flax_musicvae.pipelines import groove
+from flax_musicvae.pipelines import note_sequence_dataset
+from flax_musicvae.pipelines import tfds_groove
 
 Batch = dict[str, np.ndarray]
 FIELDS = ("inputs", "outputs", "controls", "lengths")
@@ -70,8 +76,6 @@ def local_copy(url: str, cache: pathlib.Path | None = None) -> pathlib.Path:
   temporary name, then renamed, so an interrupted copy is redone); a file whose remote
   size changed is copied again. ``FileNotFoundError`` when ``url`` does not exist.
   """
-  from etils import epath  # pylint: disable=g-import-not-at-top
-  from flax_musicvae import data_fetch  # pylint: disable=g-import-not-at-top
   source = epath.Path(url)
   if not source.exists():
     raise FileNotFoundError(f"data.path {url} not found")
@@ -128,7 +132,6 @@ def load_split_with_stats(config: ml_collections.ConfigDict, split: str
   converter = build_converter(data_cfg)
   mode = "train" if split == "train" else "eval"
   if data_cfg.dataset == "groove":
-    from flax_musicvae.pipelines import groove  # pylint: disable=g-import-not-at-top
     arrays = groove.load_groove_split(
         data_path(data_cfg.path), split, converter, resolve_path(data_cfg.cache_dir),
         mode=mode, seed=config.train.seed, progress=jax.process_index() == 0)
@@ -164,7 +167,6 @@ def describe_stats(split: str, stats: dict[str, Any] | None) -> str:
 def load_note_sequence_split(config: ml_collections.ConfigDict, split: str, converter,
                              mode: str) -> Batch:
   """``data.path`` (a NoteSequence TFRecord) padded to ``model.max_seq_len``."""
-  from flax_musicvae.pipelines import note_sequence_dataset  # pylint: disable=g-import-not-at-top
   data_cfg = config.data
   if not data_cfg.path:
     raise ValueError(f"data.dataset={data_cfg.dataset!r} needs data.path: a NoteSequence "
@@ -204,8 +206,6 @@ def load_tfds_split(data_cfg: ml_collections.ConfigDict, split: str, converter, 
   if cache.exists():
     with np.load(cache) as cached:
       return {k: cached[k] for k in FIELDS}
-  import note_seq  # pylint: disable=g-import-not-at-top
-  from flax_musicvae.pipelines import tfds_groove  # pylint: disable=g-import-not-at-top
   local = {"source_dir": data_path(data_cfg.path)} if data_cfg.path else {}
   dataset = tfds_groove.load(data_cfg.tfds_name, split, cache_dir / "tfds", **local)
   rng = np.random.default_rng(seed)

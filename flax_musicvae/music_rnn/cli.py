@@ -23,6 +23,8 @@ import note_seq
 import numpy as np
 
 from flax_musicvae import config_lib
+from flax_musicvae import inference
+from flax_musicvae import workdir as workdir_lib
 from flax_musicvae.checkpoints import tensor_bundle
 from flax_musicvae.models import music_rnn
 from flax_musicvae.music_rnn import bundle as bundle_lib
@@ -85,7 +87,6 @@ def generator_from_config(config, params: Any) -> generator_lib.MusicRNNGenerato
 
 
 def generator_from_workdir(workdir: str | os.PathLike) -> generator_lib.MusicRNNGenerator:
-  from flax_musicvae import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   config, params, _ = workdir_lib.load(workdir)
   if config.model.get("architecture", "music_vae") != "music_rnn":
     raise ValueError(f"{workdir} is a MusicVAE run: --mode=continue needs a MusicRNN "
@@ -115,7 +116,6 @@ def _primer(args, gen: generator_lib.MusicRNNGenerator):
   if len(given) > 1:
     raise generator_lib.GeneratorError(f"give at most one primer, got {', '.join(given)}")
   if args.primer_midi:
-    from flax_musicvae import inference  # pylint: disable=import-outside-toplevel
     return inference.read_midi(args.primer_midi)
   text = args.primer_melody or args.primer_drums
   if text:
@@ -164,7 +164,6 @@ def bundle_to_workdir(bundle_file: str | os.PathLike, workdir: str | os.PathLike
                       data_path: str = "") -> str:
   """Imports a ``.mag`` as a run directory (config + params), e.g. to fine-tune it with
   ``main --config.train.warm_start_from=<workdir>`` or to continue from ``--workdir``."""
-  from flax_musicvae import inference  # pylint: disable=import-outside-toplevel
   b = bundle_lib.read_bundle(bundle_file)
   gen = generator_from_tensors(b.generator_id, b.tensors)
   name = {v: k for k, v in rnn_configs.CONFIG_ALIASES.items()}.get(b.generator_id,

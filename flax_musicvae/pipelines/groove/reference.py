@@ -3,10 +3,14 @@ trains on it; slow."""
 
 from __future__ import annotations
 
+import copy
 import io
 from typing import Iterator
 
+import note_seq
+from note_seq import sequences_lib
 import numpy as np
+import pretty_midi
 
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.groove import GrooveConverter
@@ -16,8 +20,6 @@ from flax_musicvae.pipelines.groove.sources import _bar_seconds
 
 def tfds_window_midis(midi: bytes, row: dict, split_bars: int) -> Iterator[bytes]:
   """The MIDI bytes of each tfds ``groove/<split_bars>bar`` window (pretty_midi)."""
-  import copy  # pylint: disable=g-import-not-at-top
-  import pretty_midi  # pylint: disable=g-import-not-at-top
   bar = _bar_seconds(row)
   pm = pretty_midi.PrettyMIDI(io.BytesIO(midi))
   total_bars = int(round(pm.get_end_time() / bar))
@@ -32,8 +34,6 @@ def tfds_window_midis(midi: bytes, row: dict, split_bars: int) -> Iterator[bytes
 
 def _reference_notes(ns, converter: GrooveConverter) -> tuple[bool, dict | None]:
   """(meter usable, notes for ``encode_notes``) from a NoteSequence, via note_seq."""
-  import note_seq  # pylint: disable=g-import-not-at-top
-  from note_seq import sequences_lib  # pylint: disable=g-import-not-at-top
   try:
     qns = sequences_lib.quantize_note_sequence(ns, converter.steps_per_quarter)
   except (note_seq.BadTimeSignatureError, note_seq.NonIntegerStepsPerBarError,
@@ -58,7 +58,6 @@ def reference_file_examples(midi: bytes, row: dict, split_bars: int,
 
   Raises whatever pretty_midi raises for an unreadable file.
   """
-  import note_seq  # pylint: disable=g-import-not-at-top
   out = FileExamples(used_reference=True)
   for i, window in enumerate(tfds_window_midis(midi, row, split_bars)):
     meter_ok, notes = _reference_notes(note_seq.midi_to_note_sequence(window), converter)
