@@ -1,5 +1,5 @@
-"""What the command-line programs share: quiet logs, config-file flags, error lines, a
-faster start, stop signals."""
+"""What the command-line programs share (all argparse): quiet logs, ``--config`` with its
+``--config.<field>=VALUE`` overrides, error lines, a faster start, stop signals."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ import warnings
 # note_seq imports pydub, which warns at import time about an ffmpeg nothing here uses.
 warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
 
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import flags
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging
 import ml_collections
+
+from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def defer_note_seq_notebook_utils() -> None:
@@ -45,37 +46,70 @@ def defer_note_seq_notebook_utils() -> None:
   sys.modules[name] = stub
 
 
-def quiet_logs() -> None:
-  """Warnings only unless ``--verbosity`` was given: no orbax INFO lines, no JAX backend
-  probing messages."""
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+class UsageError(Exception):
+  """A command-line mistake: one ``error: ...`` line and exit code 2 (see ``user_errors``)."""
 
 
-def config_value(flag) -> ml_collections.ConfigDict | None:
-  """A config-file flag's value (None when not given); a broken file is a ``UsageError``."""
+VERBOSITY_HELP = ("log level (absl's): 0 adds INFO logs, 1 DEBUG logs and the tracebacks of "
+                  "user errors; default: warnings only")
+
+
+def quiet_logs(verbosity: int | None = None) -> None:
+  """absl logging (ours and orbax's) at ``verbosity``; warnings only when None (no orbax INFO
+  lines, no JAX backend probing messages).
+
+  absl's flags are marked parsed (nothing here parses them), so absl logs without its
+  "Logging before flag parsing" line.
+  """
+  flags.FLAGS.mark_as_parsed()
+  logging.set_verbosity(logging.WARNING if verbosity is None else verbosity)
+
+
+def add_config_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+  """``--config`` (a file or a name in configs/), documented with its overrides."""
+  parser.add_argument("--config", metavar="FILE", help=(
+      f"{help_text} Any field can be changed: --config.<field>=VALUE "
+      "(e.g. --config.train.batch_size=64), repeatable."))
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None
+               ) -> argparse.Namespace:
+  """``parser``'s arguments plus ``config_overrides``: the ``--config.<field>=VALUE`` (or
+  ``--config.<field> VALUE``) arguments, in order; anything else unknown is a usage error."""
+  args, rest = parser.parse_known_args(argv)
+  overrides, unknown = [], []
+  rest = iter(rest)
+  for arg in rest:
+    if not arg.startswith("--config."):
+      unknown.append(arg)
+    elif "=" in arg:
+      overrides.append(arg)
+    else:
+      value = next(rest, None)
+      if value is None:
+        parser.error(f"{arg} needs a value: {arg}=VALUE")
+      overrides.append(f"{arg}={value}")
+  if unknown:
+    parser.error("unrecognized arguments: " + " ".join(unknown))
+  args.config_overrides = overrides
+  return args
+
+
+def load_config(config: str | None, overrides: list[str],
+                base: ml_collections.ConfigDict | None = None
+                ) -> ml_collections.ConfigDict | None:
+  """``config_lib.load(config, overrides)`` (or ``base`` with the overrides when there is no
+  ``config``; None when neither), a broken file or override as a ``UsageError``."""
   try:
-    config = flag.value
-    if config is not None:
-      config.to_dict()  # a file that failed to load raises here
-    return config
+    if config:
+      return config_lib.load(config, overrides)
+    return config_lib.override(base, overrides) if base is not None else None
   except (OSError, ImportError, SyntaxError, AttributeError, ValueError) as e:
     root = e
-    while root.__cause__ or root.__context__:
+    while root.__cause__ or (root.__context__ and not root.__suppress_context__):
       root = root.__cause__ or root.__context__
-    raise app.UsageError(f"--config: {str(root).strip().splitlines()[-1].strip()}") from e
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a bad flag (e.g. an unknown config key) as one error line."""
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
-    if len(message) > 1 and message[0] == message[-1] == "'":  # KeyError's repr quotes
-      message = message[1:-1]
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    where = f"--config={config}" if config else "--config"
+    raise UsageError(f"{where}: {str(root).strip().splitlines()[-1].strip()}") from e
 
 
 @contextlib.contextmanager
@@ -86,7 +120,7 @@ def user_errors(*errors: type[BaseException], exit_code: int = 2) -> Iterator[No
   """
   try:
     yield
-  except (app.UsageError, *errors) as e:
+  except (UsageError, *errors) as e:
     if logging.get_verbosity() >= logging.DEBUG:
       raise
     print(f"error: {e}", file=sys.stderr)

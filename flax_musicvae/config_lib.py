@@ -14,16 +14,20 @@ import os
 import pathlib
 from typing import Any, Sequence
 
+from absl import flags
 import ml_collections
+from ml_collections import config_flags
 
 
 #: The repository's config files (``configs/<name>.py``).
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
-def load(config: str | os.PathLike) -> ml_collections.ConfigDict:
+def load(config: str | os.PathLike, overrides: Sequence[str] = ()
+         ) -> ml_collections.ConfigDict:
   """``get_config()`` of a config file (``configs/groove_4bar.py``) or of a name in
-  ``configs/`` (``groove_4bar``): the one way code and tests read a config file."""
+  ``configs/`` (``groove_4bar``), with ``overrides`` (see ``override``): the one way code,
+  tests and the command-line programs read a config file."""
   path = pathlib.Path(config)
   if path.suffix != ".py":
     path = CONFIGS_DIR / f"{config}.py"
@@ -32,7 +36,27 @@ def load(config: str | os.PathLike) -> ml_collections.ConfigDict:
   spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return override(module.get_config(), overrides)
+
+
+def override(config: ml_collections.ConfigDict, overrides: Sequence[str]
+             ) -> ml_collections.ConfigDict:
+  """``config`` with ``["--config.<field>=VALUE", ...]`` applied as ml_collections' config
+  flags parse them (typed by the field; an unknown field is an error). ``ValueError`` names
+  the overrides and the reason."""
+  if not overrides:
+    return config
+  argv = ["config", *overrides]
+  values = flags.FlagValues()
+  try:
+    holder = config_flags.DEFINE_config_dict("config", config, flag_values=values,
+                                             sys_argv=argv)
+    values(argv)
+    return holder.value
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split()).strip("'\"")
+    raise ValueError(f"config override {' '.join(overrides)}: {message}") from None
+
 
 def base_config() -> ml_collections.ConfigDict:
   """Magenta's default hparams (base_model + lstm_models) plus our training settings."""

@@ -90,9 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an original Magenta checkpoint (prefix, directory or .tar); "
                            "needs --config")
   source.add_argument("--bundle_file", help="continue mode: a Magenta generator bundle (.mag)")
-  p.add_argument("--config", help="config (file or name in configs/) for --checkpoint_file, "
-                                  "e.g. configs/groove_4bar.py; --config.<field>=VALUE "
-                                  "overrides a field")
+  cli.add_config_argument(p, "config (file or name in configs/) for --checkpoint_file, "
+                             "e.g. configs/groove_4bar.py.")
   p.add_argument("--mode", required=True, choices=MODES)
   p.add_argument("--output_dir", default="/tmp/flax_musicvae/generated",
                  help="where outputs go (default: %(default)s)")
@@ -176,13 +175,9 @@ def _mode_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
-  args, rest = parser.parse_known_args(argv)
-  overrides = [a for a in rest if a.startswith("--config.")]
-  if len(overrides) != len(rest):
-    parser.error("unrecognized arguments: " + " ".join(a for a in rest if a not in overrides))
-  if overrides and not args.config:
+  args = cli.parse_args(parser, argv)
+  if args.config_overrides and not args.config:
     parser.error("--config.<field> overrides need --config")
-  args.config_overrides = overrides
   _mode_defaults(parser, args)
   cli.defer_note_seq_notebook_utils()
   # Here, not at the top: --help and command-line mistakes answer without loading JAX.

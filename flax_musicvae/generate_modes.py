@@ -9,13 +9,11 @@ import argparse
 import pathlib
 import sys
 
-from absl import flags
-from ml_collections import config_flags
 import numpy as np
 
 from flax_musicvae import attributes
 from flax_musicvae import audio_taps
-from flax_musicvae import config_lib
+from flax_musicvae import cli
 from flax_musicvae import generate_output
 from flax_musicvae import inference
 from flax_musicvae import input_pipeline
@@ -23,9 +21,7 @@ from flax_musicvae.checkpoints import tensor_bundle
 from flax_musicvae.music_rnn import cli as rnn_cli
 
 
-class UsageError(Exception):
-  """A mistake in the command line."""
-
+UsageError = cli.UsageError
 
 #: What a run reports as one ``error: ...`` line and exit status 2.
 ERRORS = (UsageError, inference.InputError, audio_taps.AudioError, FileNotFoundError)
@@ -210,28 +206,6 @@ def _attribute(args, model, writer) -> None:
   writer.sequences(seqs, [f"{vec.name} x {s:+g}" for s in args.strength])
 
 
-def load_config(args):
-  """``--config`` (a file or a name in configs/, read by ``config_lib.load``) with the
-  ``--config.<field>=VALUE`` overrides applied as ml_collections' config flags do."""
-  try:
-    config = config_lib.load(args.config)
-  except (OSError, ImportError, SyntaxError, AttributeError) as e:
-    raise UsageError(f"--config={args.config}: {e}") from e
-  overrides = getattr(args, "config_overrides", [])
-  if not overrides:
-    return config
-  argv = ["generate", *overrides]
-  values = flags.FlagValues()
-  try:
-    holder = config_flags.DEFINE_config_dict("config", config, flag_values=values,
-                                             sys_argv=argv)
-    values(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    message = " ".join(str(e).split()).strip("'\"")
-    raise UsageError(f"config override {' '.join(overrides)}: {message}") from e
-  return holder.value
-
-
 def run(args: argparse.Namespace) -> None:
   """Loads the model the flags name and runs ``--mode`` (flag defaults already resolved)."""
   inference.enable_compilation_cache()
@@ -253,7 +227,7 @@ def run(args: argparse.Namespace) -> None:
   elif not args.config:
     raise UsageError("--checkpoint_file needs --config (the Magenta config it was trained with)")
   else:
-    config = load_config(args)
+    config = cli.load_config(args.config, args.config_overrides)
     try:
       model = inference.MusicVAEModel.from_magenta_checkpoint(config, args.checkpoint_file)
     except tensor_bundle.CheckpointError as e:

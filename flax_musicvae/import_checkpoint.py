@@ -39,9 +39,11 @@ one ``error: ...`` line and exit code 2.
 
 from __future__ import annotations
 
+import argparse
 import os
 import pathlib
 import shutil
+import sys
 import tarfile
 from typing import Any, Sequence
 import urllib.error
@@ -50,16 +52,16 @@ import urllib.request
 
 from flax_musicvae import cli  # first: it silences a warning of note_seq's imports
 # pylint: disable=g-import-not-at-top,wrong-import-order
-from absl import app
-from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 
+from flax_musicvae import config_lib
+from flax_musicvae import optim
 from flax_musicvae import workdir as workdir_lib
 from flax_musicvae.checkpoints import magenta_import
 from flax_musicvae.checkpoints import tensor_bundle
+from flax_musicvae.inference import loading
 
 #: Magenta's published MusicVAE / GrooVAE checkpoints (magenta/models/music_vae/README.md):
 #: our name -> (Magenta's checkpoint id: the .tar's name, our config in configs/).
@@ -79,37 +81,12 @@ PUBLISHED = {
 }
 MAGENTA_URL = "https://storage.googleapis.com/magentadata/models/music_vae/checkpoints/{}.tar"
 
-_NAME = flags.DEFINE_string(
-    "name", None, "A published Magenta checkpoint: " + ", ".join(PUBLISHED)
-    + " (or Magenta's id, e.g. groovae_4bar); sets the config and the default --source.")
-_SOURCE = flags.DEFINE_string(
-    "source", None, "With --name: a local .tar / checkpoint or an http(s) URL "
-    "(default: Magenta's address of the .tar).")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Model configuration file (configs/<name>.py): needed to import; an "
-    "export uses the workdir's config.json.", lock_config=True)
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Magenta checkpoint to import: prefix, directory or .tar bundle. "
-    "Leave unset to export the latest checkpoint of --workdir.")
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Workdir to import into, or (without --checkpoint) to export from.")
-_TF_CHECKPOINT = flags.DEFINE_string(
-    "tf_checkpoint", None, "Export: TF1 checkpoint prefix to write (e.g. out/model.ckpt).")
-_SUBSTITUTIONS = flags.DEFINE_multi_string(
-    "var_name_substitution", [],
-    "PATTERN=REPLACEMENT, repeatable: Magenta's TrainedModel var_name_substitutions "
-    "(regex applied to each model variable name to get its checkpoint name).")
-_MAGENTAJS_DIR = flags.DEFINE_string(
-    "magentajs_dir", None, "Also write a magenta.js checkpoint folder here.")
-
-
-
 def published(name: str) -> tuple[str, str]:
   """``(our name, Magenta id)`` of a published checkpoint given either name."""
   for ours, (magenta_id, _) in PUBLISHED.items():
     if name in (ours, magenta_id):
       return ours, magenta_id
-  raise app.UsageError(f"unknown checkpoint name {name!r}; known: {', '.join(PUBLISHED)} "
+  raise cli.UsageError(f"unknown checkpoint name {name!r}; known: {', '.join(PUBLISHED)} "
                        "(docs/magenta_checkpoints.md)")
 
 
@@ -132,7 +109,7 @@ def fetch(source: str, cache_dir: str | os.PathLike) -> pathlib.Path:
       shutil.copyfileobj(response, f, 1 << 20)
   except (urllib.error.URLError, OSError) as e:
     partial.unlink(missing_ok=True)
-    raise app.UsageError(f"cannot download {source}: {getattr(e, 'reason', e)}") from e
+    raise cli.UsageError(f"cannot download {source}: {getattr(e, 'reason', e)}") from e
   partial.replace(target)
   print(f"downloaded {source} -> {target} ({target.stat().st_size:,} bytes)")
   return target
@@ -146,8 +123,6 @@ def import_published(name: str, source: str | None = None,
   Magenta's URL) into ``workdir`` (default ``<cache>/magenta/<name>``).
 
   Returns the checkpoint folder and the config (sizes read off the checkpoint)."""
-  from flax_musicvae import config_lib  # pylint: disable=g-import-not-at-top
-  from flax_musicvae.inference import loading  # pylint: disable=g-import-not-at-top
   ours, magenta_id = published(name)
   path = fetch(source or MAGENTA_URL.format(magenta_id), loading.CACHE_DIR / "downloads")
   config, _, _ = loading.with_checkpoint_sizes(config_lib.load(PUBLISHED[ours][1]), path)
@@ -162,7 +137,7 @@ def parse_substitutions(specs: Sequence[str]) -> list[tuple[str, str]]:
   for spec in specs:
     pattern, sep, replacement = spec.partition("=")
     if not sep or not pattern:
-      raise app.UsageError(f"--var_name_substitution needs PATTERN=REPLACEMENT, got {spec!r}")
+      raise cli.UsageError(f"--var_name_substitution needs PATTERN=REPLACEMENT, got {spec!r}")
     pairs.append((pattern, replacement))
   return pairs
 
@@ -173,7 +148,6 @@ def save_to_workdir(params: Any, step: int, config: ml_collections.ConfigDict,
 
   Returns the step's folder; ``FileExistsError`` when that step exists.
   """
-  from flax_musicvae import optim  # pylint: disable=g-import-not-at-top
   params = jax.tree.map(jnp.asarray, params)
   opt_state = optim.create_optimizer(config.train).init(params)
   checkpoint = workdir_lib.Checkpoint(step, params, opt_state,
@@ -181,53 +155,81 @@ def save_to_workdir(params: Any, step: int, config: ml_collections.ConfigDict,
   return pathlib.Path(workdir_lib.save(pathlib.Path(workdir).resolve(), config, checkpoint))
 
 
-def run(config: ml_collections.ConfigDict | None) -> None:
-  if _NAME.value:
-    if _CHECKPOINT.value or config is not None:
-      raise app.UsageError("--name sets the config and checkpoint: leave out --config and "
+def run(args: argparse.Namespace) -> None:
+  """Imports or exports as ``args`` say; raises the library's errors."""
+  config = cli.load_config(args.config, args.config_overrides)
+  if args.name:
+    if args.checkpoint or config is not None:
+      raise cli.UsageError("--name sets the config and checkpoint: leave out --config and "
                            "--checkpoint (or use them without --name)")
-    folder, config = import_published(_NAME.value, _SOURCE.value, _WORKDIR.value,
-                                      parse_substitutions(_SUBSTITUTIONS.value))
-    print(f"Imported {_NAME.value} -> {folder}\n  use it: flax-musicvae-generate "
+    folder, config = import_published(args.name, args.source, args.workdir,
+                                      parse_substitutions(args.var_name_substitution))
+    print(f"Imported {args.name} -> {folder}\n  use it: flax-musicvae-generate "
           f"--workdir={folder.parent.parent} --mode=sample")
-    if not (_TF_CHECKPOINT.value or _MAGENTAJS_DIR.value):
+    if not (args.tf_checkpoint or args.magentajs_dir):
       return
     config, params, step = workdir_lib.load(folder.parent.parent)
-  elif not _WORKDIR.value:
-    raise app.UsageError("--workdir is needed (to import into, or to export from)")
-  elif _SOURCE.value:
-    raise app.UsageError("--source goes with --name; a checkpoint for --config is --checkpoint")
-  elif _CHECKPOINT.value:
+  elif not args.workdir:
+    raise cli.UsageError("--workdir is needed (to import into, or to export from)")
+  elif args.source:
+    raise cli.UsageError("--source goes with --name; a checkpoint for --config is --checkpoint")
+  elif args.checkpoint:
     if config is None:
-      raise app.UsageError("--checkpoint needs --config (the model the checkpoint is for)")
-    from flax_musicvae.inference import loading  # pylint: disable=g-import-not-at-top
-    config, _, _ = loading.with_checkpoint_sizes(config, _CHECKPOINT.value)
+      raise cli.UsageError("--checkpoint needs --config (the model the checkpoint is for)")
+    config, _, _ = loading.with_checkpoint_sizes(config, args.checkpoint)
     params, step = magenta_import.import_params(
-        _CHECKPOINT.value, config, parse_substitutions(_SUBSTITUTIONS.value))
-    folder = save_to_workdir(params, step, config, _WORKDIR.value)
-    print(f"Imported {_CHECKPOINT.value} (global_step {step}) -> {folder}")
+        args.checkpoint, config, parse_substitutions(args.var_name_substitution))
+    folder = save_to_workdir(params, step, config, args.workdir)
+    print(f"Imported {args.checkpoint} (global_step {step}) -> {folder}")
   else:
-    if not (_TF_CHECKPOINT.value or _MAGENTAJS_DIR.value):
-      raise app.UsageError("give --checkpoint to import, or --tf_checkpoint and/or "
+    if not (args.tf_checkpoint or args.magentajs_dir):
+      raise cli.UsageError("give --checkpoint to import, or --tf_checkpoint and/or "
                            "--magentajs_dir to export")
-    config, params, step = workdir_lib.load(_WORKDIR.value)
-  if _TF_CHECKPOINT.value:
-    prefix = magenta_import.export_tf_checkpoint(params, _TF_CHECKPOINT.value, step)
+    config, params, step = workdir_lib.load(args.workdir)
+  if args.tf_checkpoint:
+    prefix = magenta_import.export_tf_checkpoint(params, args.tf_checkpoint, step)
     print(f"TF1 checkpoint (global_step {step}) -> {prefix}")
-  if _MAGENTAJS_DIR.value:
-    magenta_import.export_magentajs(params, config, _MAGENTAJS_DIR.value)
-    print(f"magenta.js checkpoint -> {_MAGENTAJS_DIR.value}")
+  if args.magentajs_dir:
+    magenta_import.export_magentajs(params, config, args.magentajs_dir)
+    print(f"magenta.js checkpoint -> {args.magentajs_dir}")
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  cli.quiet_logs()
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m flax_musicvae.import_checkpoint",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--name", help="a published Magenta checkpoint: " + ", ".join(PUBLISHED)
+                 + " (or Magenta's id, e.g. groovae_4bar); sets the config and the default "
+                 "--source")
+  p.add_argument("--source", help="with --name: a local .tar / checkpoint or an http(s) URL "
+                                  "(default: Magenta's address of the .tar)")
+  cli.add_config_argument(p, "model configuration file (configs/<name>.py): needed to "
+                             "import; an export uses the workdir's config.json.")
+  p.add_argument("--checkpoint", help="Magenta checkpoint to import: prefix, directory or .tar "
+                                      "bundle; leave unset to export the latest checkpoint of "
+                                      "--workdir")
+  p.add_argument("--workdir", help="workdir to import into, or (without --checkpoint) to "
+                                   "export from")
+  p.add_argument("--tf_checkpoint", help="export: TF1 checkpoint prefix to write "
+                                         "(e.g. out/model.ckpt)")
+  p.add_argument("--var_name_substitution", action="append", default=[],
+                 metavar="PATTERN=REPLACEMENT",
+                 help="repeatable: Magenta's TrainedModel var_name_substitutions (regex "
+                      "applied to each model variable name to get its checkpoint name)")
+  p.add_argument("--magentajs_dir", help="also write a magenta.js checkpoint folder here")
+  p.add_argument("--verbosity", type=int, help=cli.VERBOSITY_HELP)
+  return p
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = cli.parse_args(build_parser(), argv)
+  cli.quiet_logs(args.verbosity)
   with cli.user_errors(magenta_import.CheckpointMismatchError, tensor_bundle.CheckpointError,
                        workdir_lib.WorkdirError, tarfile.TarError, EOFError,
                        FileNotFoundError, FileExistsError):
-    run(cli.config_value(_CONFIG))
+    run(args)
+  return 0
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  sys.exit(main())

@@ -11,6 +11,7 @@ An existing workdir remembers its config (``config.json``): ``--config`` may the
 training settings (``train.*``) but not the model or the data. SIGTERM or Ctrl-C stop
 after the current step, save it and exit with 128 + the signal number. User errors are
 one ``error: ...`` line and exit code 2; ``--verbosity=1`` shows tracebacks and INFO logs.
+JAX's own settings come from its environment variables (e.g. ``JAX_PLATFORMS=cpu``).
 
 Several hosts (TPU pod slice, GPU cluster): add ``--distributed`` (or set
 ``FLAX_MUSICVAE_DISTRIBUTED=1``) on every host; ``jax.distributed.initialize`` then
@@ -28,93 +29,72 @@ if __name__ == "__main__":  # not in multiprocessing's spawned children (Pool st
   cli.STOP.install()  # before the slow imports: a signal from now on exits 128 + signal
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import argparse
 import os
 import sys
 
-from absl import app
-from absl import flags
 from absl import logging
-import jax
-from ml_collections import config_flags
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Configuration file (configs/<name>.py); optional for an existing workdir.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Run directory: checkpoints, config.json, metrics, TensorBoard events.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
-                          "train (resumes from the workdir's latest checkpoint) or eval.")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", os.environ.get("FLAX_MUSICVAE_DISTRIBUTED", "") == "1",
-    "Call jax.distributed.initialize() (multi-host training).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 (multi-host, optional).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts (optional).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index (optional).")
-
-flags.mark_flags_as_required(["workdir"])
 
 
-def run() -> None:
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m flax_musicvae.main", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--workdir", required=True,
+                 help="run directory: checkpoints, config.json, metrics, TensorBoard events")
+  cli.add_config_argument(p, "configuration file (configs/<name>.py, or a name in configs/); "
+                             "optional for an existing workdir, whose config.json the "
+                             "overrides then change.")
+  p.add_argument("--mode", choices=("train", "eval"), default="train",
+                 help="train (resumes from the workdir's latest checkpoint) or eval")
+  p.add_argument("--verbosity", type=int, help=cli.VERBOSITY_HELP)
+  multi = p.add_argument_group("several hosts")
+  multi.add_argument("--distributed", action=argparse.BooleanOptionalAction,
+                     default=os.environ.get("FLAX_MUSICVAE_DISTRIBUTED", "") == "1",
+                     help="call jax.distributed.initialize() (multi-host training); "
+                          "FLAX_MUSICVAE_DISTRIBUTED=1 turns it on by default")
+  multi.add_argument("--coordinator_address", help="host:port of process 0 (optional)")
+  multi.add_argument("--num_processes", type=int, help="number of hosts (optional)")
+  multi.add_argument("--process_id", type=int, help="this host's index (optional)")
+  return p
+
+
+def run(args: argparse.Namespace) -> None:
   """Trains or evaluates; raises the library's errors."""
+  # Here, not at the top: --help and command-line mistakes answer without loading JAX.
+  import jax  # pylint: disable=g-import-not-at-top
   from flax_musicvae import train  # pylint: disable=g-import-not-at-top
   from flax_musicvae import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  if _DISTRIBUTED.value:
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
+  if args.distributed:
+    jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                               num_processes=args.num_processes, process_id=args.process_id)
   logging.info("JAX process %d / %d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
-  workdir = _WORKDIR.value
+  workdir = args.workdir
   if workdir_lib.is_local(workdir):  # orbax wants absolute paths
     workdir = os.path.abspath(os.path.expanduser(workdir))
-  if _MODE.value == "train":
-    train.train_and_evaluate(cli.config_value(_CONFIG), workdir)
+  # Overrides without --config change the run's own config (train.* only, as --config may).
+  saved = (workdir_lib.load_config(workdir) if args.config_overrides and not args.config
+           else None)
+  config = cli.load_config(args.config, args.config_overrides, base=saved)
+  if args.mode == "train":
+    train.train_and_evaluate(config, workdir)
   else:
-    train.evaluate(cli.config_value(_CONFIG), workdir)
+    train.evaluate(config, workdir)
 
 
-#: ``saved_config.py``, as a config file path (ml_collections loads it; nothing imports it here).
-SAVED_CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved_config.py")
-
-
-def with_saved_config(argv: list[str]) -> list[str]:
-  """``argv``, with ``--config=<saved_config.py>:<workdir>`` added when it has
-  ``--config.<field>`` overrides and a ``--workdir`` but no ``--config``: the overrides then
-  apply to the config the run was started with (e.g. ``--config.train.num_train_steps``)."""
-  if (any(a in ("--config", "-config") or a.startswith(("--config=", "-config=")) for a in argv)
-      or not any(a.startswith(("--config.", "-config.")) for a in argv)):
-    return argv
-  run_dir = None
-  for i, arg in enumerate(argv):
-    if arg.startswith(("--workdir=", "-workdir=")):
-      run_dir = arg.split("=", 1)[1]
-    elif arg in ("--workdir", "-workdir") and i + 1 < len(argv):
-      run_dir = argv[i + 1]
-  if not run_dir:
-    return argv
-  return argv[:1] + [f"--config={SAVED_CONFIG_FILE}:{run_dir}"] + argv[1:]
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """:func:`cli.parse_flags` after :func:`with_saved_config`."""
-  return cli.parse_flags(with_saved_config(argv))
-
-
-def main(argv) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  cli.quiet_logs()
+def main(argv: list[str] | None = None) -> int:
+  args = cli.parse_args(build_parser(), argv)
+  cli.quiet_logs(args.verbosity)
   from flax_musicvae import train, workdir  # pylint: disable=g-import-not-at-top
   try:
     with cli.user_errors(train.NonFiniteError, workdir.SaveError, exit_code=1), \
         cli.user_errors(train.ConfigError, workdir.WorkdirError, FileNotFoundError):
-      run()
+      run(args)
   except train.Interrupted as e:
-    print(f"{_WORKDIR.value}: {e}, exiting", file=sys.stderr)
-    sys.exit(128 + e.signum)
+    print(f"{args.workdir}: {e}, exiting", file=sys.stderr)
+    return 128 + e.signum
+  return 0
 
 
 if __name__ == "__main__":
-  jax.config.config_with_absl()
-  app.run(main, flags_parser=parse_flags)
+  sys.exit(main())

@@ -6,12 +6,12 @@ import subprocess
 import sys
 import tarfile
 
-from absl import app
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flax_musicvae import cli
 from flax_musicvae import config_lib
 from flax_musicvae.checkpoints import magenta_import as mi
 from flax_musicvae.checkpoints import magentajs
@@ -240,7 +240,7 @@ def test_import_by_name_from_a_url(golden_dir, tmp_path, monkeypatch):
   try:
     url = f"http://127.0.0.1:{server.server_address[1]}/{name}.tar"
     folder, config = import_checkpoint.import_published("groove_4bar", url, tmp_path / "w1")
-    with pytest.raises(app.UsageError, match="cannot download .*_missing.tar"):
+    with pytest.raises(cli.UsageError, match="cannot download .*_missing.tar"):
       import_checkpoint.import_published("groove_2bar_humanize", url[:-4] + "_missing.tar",
                                          tmp_path / "w0")
   finally:
@@ -255,7 +255,7 @@ def test_import_by_name_from_a_url(golden_dir, tmp_path, monkeypatch):
   again, _ = import_checkpoint.import_published("groove_4bar", url, tmp_path / "w2")  # cached
   _params_equal(workdir_lib.load_params(again.parent.parent,
                                         jax.tree.map(jnp.zeros_like, want))[0], want)
-  with pytest.raises(app.UsageError, match="unknown checkpoint name 'groove_5bar'"):
+  with pytest.raises(cli.UsageError, match="unknown checkpoint name 'groove_5bar'"):
     import_checkpoint.import_published("groove_5bar")
 
 

@@ -266,8 +266,8 @@ def test_sample_from_a_magenta_checkpoint(workdirs, capsys, tmp_path):
 
 def test_console_scripts_resolve_to_callables():
   """Every [project.scripts] command names a module-level function that takes no
-  required argument (pip's wrapper calls it bare). Read from the source: importing
-  every CLI in one process would define absl's --config twice."""
+  required argument (pip's wrapper calls it bare). Read from the source, without
+  importing every CLI's dependencies (TensorFlow, Flask, ...)."""
   import ast
   import importlib.util
   import tomllib

@@ -129,3 +129,16 @@ def test_magenta_training_checkpoint_with_config():
   item = meta["greedy"]["items"][1]
   result = gen.generate_events(item["events"][:33], 96, temperature=1e-6)
   np.testing.assert_array_equal(result.chosen, g["greedy1_chosen"])
+
+
+def test_cli_continue_applies_config_overrides(tmp_path, capsys):
+  """--config.<field> overrides reach a continue-mode --config (a wrong field is named)."""
+  golden("attention_rnn")  # skips without the goldens
+  checkpoint = f"--checkpoint_file={GOLDEN_RNN / 'attention_rnn' / 'model.ckpt'}"
+  with pytest.raises(SystemExit) as e:
+    _run(tmp_path, checkpoint, "--config=attention_rnn", "--config.model.no_such_field=1",
+         "--primer_melody=[60]")
+  assert e.value.code == 2 and "no_such_field" in capsys.readouterr().err
+  code, files = _run(tmp_path, checkpoint, "--config=attention_rnn",
+                     "--config.model.attn_length=40", "--primer_melody=[60]", "--num_steps=24")
+  assert code == 0 and len(files) == 1

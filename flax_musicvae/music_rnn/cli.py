@@ -22,7 +22,7 @@ from typing import Any
 import note_seq
 import numpy as np
 
-from flax_musicvae import config_lib
+from flax_musicvae import cli
 from flax_musicvae import inference
 from flax_musicvae import workdir as workdir_lib
 from flax_musicvae.checkpoints import tensor_bundle
@@ -141,7 +141,7 @@ def _chords(args) -> list[str] | None:
 def continue_mode(args, writer_cls) -> None:
   gen = load_generator(bundle_file=args.bundle_file, workdir=args.workdir,
                        checkpoint_file=args.checkpoint_file,
-                       config=config_lib.load(args.config) if args.config else None)
+                       config=cli.load_config(args.config, args.config_overrides))
   primer = _primer(args, gen)
   if args.num_outputs < 1:
     raise generator_lib.GeneratorError("--num_outputs must be >= 1")
