@@ -26,6 +26,7 @@ import json
 import os
 import struct
 import time
+import types
 from typing import Any, Iterator
 
 from absl import logging
@@ -34,6 +35,10 @@ from flax import traverse_util
 import jax
 import ml_collections
 import numpy as np
+import tensorboardX
+from tensorboardX import record_writer
+from tensorboardX.proto import event_pb2
+from tensorboardX.proto import summary_pb2
 
 from flax_musicvae import config_lib
 from flax_musicvae import models
@@ -480,107 +485,43 @@ def save(workdir: PathLike, config: ml_collections.ConfigDict, checkpoint: Check
 # ----------------------------------------------------------------------------- metrics
 
 
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  while True:
-    byte, n = n & 0x7F, n >> 7
-    out.append(byte | (0x80 if n else 0))
-    if not n:
-      return bytes(out)
+class _EpathFiles:
+  """tensorboardX's file opener for object-store logdirs: through epath, as every other
+  workdir file (tensorboardX's own gs:// and s3:// writers need their cloud SDKs)."""
+
+  def directory_check(self, logdir: str) -> None:
+    epath.Path(logdir).mkdir(parents=True, exist_ok=True)
+
+  def open(self, file: str) -> types.SimpleNamespace:
+    f = epath.Path(file).open("wb")
+    # No ``fileno``: tensorboardX fsyncs files that have one, and object-store files refuse.
+    return types.SimpleNamespace(write=f.write, flush=f.flush, close=f.close)
 
 
-def _read_varint(data: bytes, at: int) -> int:
-  value, shift = 0, 0
-  while True:
-    byte = data[at]
-    value |= (byte & 0x7F) << shift
-    at, shift = at + 1, shift + 7
-    if not byte & 0x80:
-      return value
+for _scheme in ("gs", "s3", "az"):  # epath's object stores
+  record_writer.register_writer_factory(_scheme, _EpathFiles())
 
 
-def _summary_value(tag: str, field: bytes, payload: bytes) -> bytes:
-  """A serialized ``Summary.Value``: tag=1, then ``field`` (its key byte) and ``payload``."""
-  tag_bytes = tag.encode()
-  value = b"\x0a" + _varint(len(tag_bytes)) + tag_bytes + field + payload
-  return b"\x0a" + _varint(len(value)) + value
+def event_files(logdir: PathLike) -> list[epath.Path]:
+  """The TensorBoard event files in ``logdir``, in the (name) order TensorBoard reads them."""
+  logdir = path(logdir)
+  if not logdir.exists():
+    return []
+  return sorted(p for p in logdir.iterdir() if p.name.startswith("events.out.tfevents."))
 
 
-def _scalar_value(tag: str, value: float) -> bytes:
-  return _summary_value(tag, b"\x15", struct.pack("<f", value))  # simple_value=2 (float)
-
-
-def _image_value(tag: str, png: bytes) -> bytes:
-  """``Summary.Image`` (height=1, width=2, colorspace=3, encoded_image_string=4) of a PNG."""
-  width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
-  image = (b"\x08" + _varint(height) + b"\x10" + _varint(width) + b"\x18" + _varint(4)
-           + b"\x22" + _varint(len(png)) + png)
-  return _summary_value(tag, b"\x22" + _varint(len(image)), image)  # image=4
-
-
-def _event_proto(wall_time: float, step: int, *, file_version: str = "",
-                 summary_values: bytes = b"") -> bytes:
-  """A serialized ``tensorboard.Event`` (wall_time=1, step=2, file_version=3, summary=5)."""
-  out = b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step)
-  if file_version:
-    out += b"\x1a" + _varint(len(file_version)) + file_version.encode()
-  if summary_values:
-    out += b"\x2a" + _varint(len(summary_values)) + summary_values
-  return out
-
-
-def _event_records(data: bytes) -> Iterator[tuple[int, bytes]]:
-  """(step, record) of each complete record of an event file written by this module."""
-  at = 0
-  while at + 12 <= len(data):
-    (length,) = struct.unpack("<Q", data[at:at + 8])
-    end = at + 12 + length + 4
-    if end > len(data):
+def _event_records(file: epath.Path) -> Iterator[bytes]:
+  """The records of an event file, up to one cut short (by a kill)."""
+  with file.open("rb") as f:
+    try:
+      yield from tfrecord.read_records(f, os.fspath(file))
+    except tfrecord.TFRecordCorruptionError:
       return
-    event = data[at + 12:at + 12 + length]
-    step = _read_varint(event, 10) if event[9:10] == b"\x10" else 0
-    yield step, data[at:end]
-    at = end
 
 
-class EventFileWriter:
-  """Scalar and image summaries in TensorBoard's event-file format, without TensorFlow
-  (one file per split)."""
-
-  FILE_NAME = "events.out.tfevents.flax_musicvae"
-
-  def __init__(self, logdir: PathLike):
-    logdir = path(logdir)
-    logdir.mkdir(parents=True, exist_ok=True)
-    file = logdir / self.FILE_NAME
-    new = not file.exists()
-    self._file = file.open("ab")
-    if new:
-      self._write(_event_proto(time.time(), 0, file_version="brain.Event:2"))
-
-  @classmethod
-  def truncate(cls, logdir: PathLike, step: int) -> None:
-    """Drops the events after ``step`` from ``logdir``'s file."""
-    file = path(logdir) / cls.FILE_NAME
-    data = file.read_bytes()
-    kept = b"".join(r for s, r in _event_records(data) if s <= step)
-    if kept != data:
-      _replace(file, kept)
-
-  def _write(self, event: bytes) -> None:
-    self._file.write(tfrecord.frame(event))  # event files are TFRecords
-    self._file.flush()
-
-  def scalars(self, step: int, scalars: dict[str, float]) -> None:
-    values = b"".join(_scalar_value(tag, value) for tag, value in scalars.items())
-    self._write(_event_proto(time.time(), step, summary_values=values))
-
-  def images(self, step: int, pngs: dict[str, bytes]) -> None:
-    values = b"".join(_image_value(tag, png) for tag, png in pngs.items())
-    self._write(_event_proto(time.time(), step, summary_values=values))
-
-  def close(self) -> None:
-    self._file.close()
+def read_events(file: PathLike) -> list[event_pb2.Event]:
+  """The events of a TensorBoard event file, without TensorFlow."""
+  return [event_pb2.Event.FromString(r) for r in _event_records(path(file))]
 
 
 def read_metrics(workdir: PathLike) -> list[dict[str, Any]]:
@@ -596,12 +537,18 @@ class MetricWriter:
 
   ``resume_step``: a training run restarting at this step first drops every metric
   written after it (by a run killed after its last checkpoint), so each step appears once.
+  The events are dropped from the files too, rather than hidden by a ``SessionLog.START``
+  (tensorboardX's ``purge_step``): TensorBoard's Rust data server ignores those, and its
+  Python loader ignores a run's first one.
   """
+
+  #: Seconds between flushes of the event files (TensorBoard reloads every 5 s).
+  FLUSH_SECS = 5
 
   def __init__(self, workdir: PathLike, enabled: bool = True, resume_step: int | None = None):
     self._enabled = enabled
     self._workdir = path(workdir)
-    self._events: dict[str, EventFileWriter] = {}
+    self._events: dict[str, tensorboardX.SummaryWriter] = {}
     file = self._workdir / METRICS_FILE
     if not enabled or resume_step is None:
       return
@@ -611,25 +558,42 @@ class MetricWriter:
       if len(kept) != sum(map(len, lines)):
         _replace(file, kept.encode())
     tensorboard = self._workdir / "tensorboard"
-    for split in (p.name for p in tensorboard.iterdir()) if tensorboard.exists() else ():
-      if (tensorboard / split / EventFileWriter.FILE_NAME).exists():
-        EventFileWriter.truncate(tensorboard / split, resume_step)
+    for split in tensorboard.iterdir() if tensorboard.exists() else ():
+      for events in event_files(split):
+        records = list(_event_records(events))
+        kept = [r for r in records if event_pb2.Event.FromString(r).step <= resume_step]
+        if len(kept) != len(records):
+          _replace(events, b"".join(map(tfrecord.frame, kept)))
 
   def write(self, split: str, step: int, metrics: dict[str, float]) -> None:
     if not self._enabled:
       return
     with (self._workdir / METRICS_FILE).open("a") as f:
       f.write(json.dumps({"split": split, "step": step, **metrics}) + "\n")
-    self._split(split).scalars(step, metrics)
+    writer = self._split(split)
+    for tag, value in metrics.items():
+      writer.add_scalar(tag, value, step)
 
   def images(self, split: str, step: int, pngs: dict[str, bytes]) -> None:
     """PNG images (e.g. the samples of an evaluation) to TensorBoard's Images tab."""
-    if self._enabled and pngs:
-      self._split(split).images(step, pngs)
+    if not (self._enabled and pngs):
+      return
+    values = []
+    for tag, png in pngs.items():
+      width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+      image = summary_pb2.Summary.Image(height=height, width=width, colorspace=4,  # RGBA
+                                        encoded_image_string=png)
+      values.append(summary_pb2.Summary.Value(tag=tag, image=image))
+    self._split(split).file_writer.add_summary(summary_pb2.Summary(value=values), step)
 
-  def _split(self, split: str) -> EventFileWriter:
+  def _split(self, split: str) -> tensorboardX.SummaryWriter:
     if split not in self._events:
-      self._events[split] = EventFileWriter(self._workdir / "tensorboard" / split)
+      logdir = self._workdir / "tensorboard" / split
+      # A file per writer, numbered after the split's earlier ones: within one second
+      # (its name's time) it neither replaces them nor sorts before them.
+      number = len(event_files(logdir))
+      self._events[split] = tensorboardX.SummaryWriter(
+          os.fspath(logdir), flush_secs=self.FLUSH_SECS, filename_suffix=f".{number:04d}")
     return self._events[split]
 
   def close(self) -> None:

@@ -151,12 +151,11 @@ def test_tensorboard_events_readable_by_tensorflow(tmp_path):
   writer = workdir_lib.MetricWriter(tmp_path)
   writer.write("eval", 7, {"loss": 1.5, "free_running/accuracy": 0.25})
   writer.close()
-  (path,) = (tmp_path / "tensorboard" / "eval").glob("events.out.tfevents.*")
+  (path,) = workdir_lib.event_files(tmp_path / "tensorboard" / "eval")
   events = list(tf.compat.v1.train.summary_iterator(str(path)))
   assert events[0].file_version == "brain.Event:2"
-  assert events[1].step == 7
-  assert {v.tag: v.simple_value for v in events[1].summary.value} == {
-      "loss": 1.5, "free_running/accuracy": 0.25}
+  assert {(e.step, v.tag, v.simple_value) for e in events[1:] for v in e.summary.value} == {
+      (7, "loss", 1.5), (7, "free_running/accuracy", 0.25)}
   beat = music_pb2.NoteSequence(total_time=2.0)
   beat.tempos.add(qpm=120)
   beat.notes.add(pitch=36, velocity=100, start_time=0.0, end_time=0.1, is_drum=True)
@@ -165,6 +164,7 @@ def test_tensorboard_events_readable_by_tensorflow(tmp_path):
   writer = workdir_lib.MetricWriter(tmp_path)
   writer.images("eval", 9, {"samples": png.read_bytes()})
   writer.close()
+  path = workdir_lib.event_files(tmp_path / "tensorboard" / "eval")[-1]  # the second writer's
   image = list(tf.compat.v1.train.summary_iterator(str(path)))[-1].summary.value[0]
   decoded = tf.io.decode_png(image.image.encoded_image_string).numpy()
   assert (image.tag, image.image.height, image.image.width) == ("samples", *decoded.shape[:2])
@@ -317,10 +317,11 @@ def test_first_command_on_a_fresh_machine(tmp_path, monkeypatch):
   # The resumed run added step 6 and left every earlier file as it was.
   assert all(p.read_bytes() == data for p, data in before.items())
   # Each evaluation's pictures are in TensorBoard too (the Images tab).
-  (events,) = (samples.parent / "tensorboard" / "eval").glob("events.out.tfevents.*")
-  for step in (2, 4, 6):
-    for png in ("samples.png", "reconstructions.png"):
-      assert (samples / f"step_{step:06d}" / png).read_bytes() in events.read_bytes()
+  images = {(e.step, v.tag): v.image.encoded_image_string
+            for f in workdir_lib.event_files(samples.parent / "tensorboard" / "eval")
+            for e in workdir_lib.read_events(f) for v in e.summary.value if v.HasField("image")}
+  assert images == {(step, png): (samples / f"step_{step:06d}" / f"{png}.png").read_bytes()
+                    for step in (2, 4, 6) for png in ("samples", "reconstructions")}
 
 
 def test_first_command_offline_is_one_error_line(tmp_path):

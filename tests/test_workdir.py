@@ -1,7 +1,10 @@
 """The run directory: config memory, lock, checkpoint checksums and fallback, non-finite
-guard, metrics after resume, failed saves, non-local paths and one-line CLI errors."""
+guard, metrics and TensorBoard events after resume, failed saves, non-local paths and
+one-line CLI errors."""
 
+import collections
 import errno
+import io
 import json
 import os
 import subprocess
@@ -10,6 +13,7 @@ import sys
 import fsspec
 from fsspec.implementations import memory
 import jax.numpy as jnp
+from matplotlib import image as mpl_image
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -128,10 +132,39 @@ def test_metrics_hold_each_step_once_after_a_kill(tmp_path):
   fit(config, tmp_path)
   assert steps_of(tmp_path) == [1, 2, 3, 4, 5, 6]
   assert steps_of(tmp_path, "eval") == [2, 4, 6]
-  for split in ("train", "eval"):
-    (events,) = (tmp_path / "tensorboard" / split).iterdir()
-    steps = [s for s, _ in workdir_lib._event_records(events.read_bytes())][1:]
-    assert steps == ([1, 2, 3, 4, 5, 6] if split == "train" else [2, 4, 6])
+  for split, steps in (("train", [1, 2, 3, 4, 5, 6]), ("eval", [2, 4, 6])):
+    found = scalar_steps(tmp_path / "tensorboard" / split)
+    assert found and all(s == steps for s in found.values()), found
+
+
+def scalar_steps(logdir):
+  """{tag: steps} of the scalars in ``logdir``'s event files, read in TensorBoard's order."""
+  steps = collections.defaultdict(list)
+  for file in workdir_lib.event_files(logdir):
+    for event in workdir_lib.read_events(file):
+      for value in event.summary.value:
+        steps[value.tag].append(event.step)
+  return steps
+
+
+def test_tensorboard_events_hold_scalars_and_pngs(tmp_path):
+  writer = workdir_lib.MetricWriter(tmp_path)
+  writer.write("eval", 7, {"loss": 1.5, "free_running/accuracy": 0.25})
+  pixels = np.zeros((3, 5, 4))  # 3 rows of 5 RGBA pixels, one of them red
+  pixels[..., 3] = pixels[1, 2, 0] = 1
+  png = io.BytesIO()
+  mpl_image.imsave(png, pixels, format="png")
+  writer.images("eval", 9, {"samples": png.getvalue()})
+  writer.close()
+  (file,) = workdir_lib.event_files(tmp_path / "tensorboard" / "eval")
+  version, *scalars, images = workdir_lib.read_events(file)
+  assert version.file_version == "brain.Event:2"
+  assert {(e.step, v.tag, v.simple_value) for e in scalars for v in e.summary.value} == {
+      (7, "loss", 1.5), (7, "free_running/accuracy", 0.25)}
+  (image,) = images.summary.value
+  assert (images.step, image.tag, image.image.height, image.image.width) == (9, "samples", 3, 5)
+  decoded = mpl_image.imread(io.BytesIO(image.image.encoded_image_string), format="png")
+  np.testing.assert_array_equal(decoded, pixels)
 
 
 def test_failed_save_is_named_and_leaves_nothing(tmp_path, monkeypatch, capsys):
@@ -187,6 +220,7 @@ def test_gs_paths_go_through_epath(monkeypatch):
   workdir_lib.MetricWriter(run, resume_step=2).close()
   assert [json.loads(l)["step"] for l in
           workdir_lib.path(run).joinpath("metrics.jsonl").read_text().splitlines()] == [1, 2]
+  assert scalar_steps(workdir_lib.path(run) / "tensorboard" / "train") == {"loss": [1, 2]}
   workdir_lib.update_data_report(run, {"train": {"files": 1}})
   assert json.loads(workdir_lib.path(run).joinpath("data_report.json").read_text()) == {
       "train": {"files": 1}}

@@ -84,22 +84,28 @@ def iter_records(path: str | os.PathLike, verify: bool = True) -> Iterator[bytes
   """
   path = os.fspath(path)
   with open(path, "rb") as f:
-    index = 0
-    while header := f.read(_HEADER_SIZE):
-      if len(header) != _HEADER_SIZE:
-        raise TFRecordCorruptionError(
-            f"{path}: record {index} is truncated (header: expected "
-            f"{_HEADER_SIZE} bytes, got {len(header)})")
-      length, length_crc = header[:_LENGTH.size], header[_LENGTH.size:]
-      if verify:
-        _check_crc(length, length_crc, path, index, "length")
-      size = _LENGTH.unpack(length)[0]
-      data = _read_exact(f, size, path, index, "data")
-      data_crc = _read_exact(f, _CRC.size, path, index, "data checksum")
-      if verify:
-        _check_crc(data, data_crc, path, index, "data")
-      yield data
-      index += 1
+    yield from read_records(f, path, verify)
+
+
+def read_records(f: BinaryIO, path: str, verify: bool = True) -> Iterator[bytes]:
+  """Yields the records of an open TFRecord file (as :func:`iter_records`; ``path`` names
+  it in errors)."""
+  index = 0
+  while header := f.read(_HEADER_SIZE):
+    if len(header) != _HEADER_SIZE:
+      raise TFRecordCorruptionError(
+          f"{path}: record {index} is truncated (header: expected "
+          f"{_HEADER_SIZE} bytes, got {len(header)})")
+    length, length_crc = header[:_LENGTH.size], header[_LENGTH.size:]
+    if verify:
+      _check_crc(length, length_crc, path, index, "length")
+    size = _LENGTH.unpack(length)[0]
+    data = _read_exact(f, size, path, index, "data")
+    data_crc = _read_exact(f, _CRC.size, path, index, "data checksum")
+    if verify:
+      _check_crc(data, data_crc, path, index, "data")
+    yield data
+    index += 1
 
 
 def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> int:
