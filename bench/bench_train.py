@@ -39,7 +39,7 @@ from flax_musicvae import config_lib
 from flax_musicvae import flops
 from flax_musicvae import input_pipeline
 from flax_musicvae import optim
-from flax_musicvae import train
+from flax_musicvae import steps
 from flax_musicvae.models import vae
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def forward_flops_per_example(config) -> int:
   keys = {k: jax.random.PRNGKey(i) for i, k in enumerate(("params", "dropout", "sample"))}
   params = jax.eval_shape(lambda: model.init(keys, batch, train=False))["params"]
   forward = functools.partial(
-      train._apply, model, train=True, sampling_probability=0.0,  # pylint: disable=protected-access
+      steps.apply_model, model, train=True, sampling_probability=0.0,
       compute_dtype=jnp.dtype(config.train.compute_dtype))
   return flops.matmul_flops(lambda p, b: forward(p, b, keys["dropout"]), params, batch)
 
@@ -87,12 +87,12 @@ def peak_flops(dtype, n: int = 2048, repeats: int = 10) -> float:
 
 def train_step_setup(config, train_data) -> tuple:
   """The initial state, the jitted train step and the batch sharding, as ``train`` makes them."""
-  mesh = train.create_mesh()
+  mesh = steps.create_mesh()
   model = vae.build_model(config)
   tx = optim.create_optimizer(config.train)
-  state = train.init_train_state(config, model, tx, train_data, mesh)
-  step_fn = train.make_train_step(config, model, tx, mesh)
-  _, batch_sharding = train._shardings(mesh)  # pylint: disable=protected-access
+  state = steps.init_train_state(config, model, tx, train_data, mesh)
+  step_fn = steps.make_train_step(config, model, tx, mesh)
+  _, batch_sharding = steps.shardings(mesh)
   return state, step_fn, batch_sharding
 
 

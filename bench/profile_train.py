@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import bench_train
 from flax_musicvae import config_lib
 from flax_musicvae import input_pipeline
-from flax_musicvae import train
+from flax_musicvae import steps
 from flax_musicvae.models import losses
 from flax_musicvae.models import vae
 
@@ -72,7 +72,7 @@ def main() -> None:
                                       train=False))()["params"]
 
   def loss_fn(p, b, rng):
-    out = train._apply(model, p, b, rng, train=True,  # pylint: disable=protected-access
+    out = steps.apply_model(model, p, b, rng, train=True,
                        sampling_probability=0.0, compute_dtype=dtype)
     return losses.compute_loss(out, b, jnp.int32(100), config.model)[0]
 

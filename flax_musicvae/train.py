@@ -1,10 +1,9 @@
-"""Training and evaluation loops (Flax-examples style).
+"""Training and evaluation loops (Flax-examples style): ``train_and_evaluate`` and
+``evaluate`` drive the jitted steps of ``flax_musicvae.steps``.
 
-One jitted train step, data-parallel over every device of every host: the global batch
-is sharded along a 1-D ``jax.sharding.Mesh`` axis ``'data'``, parameters and optimiser
-state are replicated, XLA inserts the gradient all-reduce. Per-step randomness is
-``fold_in(state.rng, step)`` and the batch order a function of ``(seed, step)``, so a run
-resumed from a checkpoint continues exactly as if it had never stopped.
+The batch order is a function of ``(seed, step)`` and per-step randomness
+``fold_in(state.rng, step)``, so a run resumed from a checkpoint continues exactly as if
+it had never stopped.
 
 The run directory (config, checkpoints, metrics, lock) is ``flax_musicvae.workdir``'s.
 At most ``MAX_STEPS_IN_FLIGHT`` steps run ahead of the host, so a SIGTERM/SIGINT is
@@ -19,11 +18,10 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from absl import logging
 from etils import epath
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,189 +35,15 @@ from flax_musicvae import eval_samples
 from flax_musicvae import input_pipeline
 from flax_musicvae import models
 from flax_musicvae import optim
-from flax_musicvae import schedules
+from flax_musicvae import steps
 from flax_musicvae import workdir as workdir_lib
-from flax_musicvae.models import losses
-
-Batch = dict[str, jax.Array]
-Metrics = dict[str, float]
-DATA_AXIS = "data"
-
-
-class TrainState(flax.struct.PyTreeNode):
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
-
-
-# ----------------------------------------------------------------------------- model + steps
-
-
-def create_mesh() -> jax.sharding.Mesh:
-  return jax.sharding.Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
-
-
-def _shardings(mesh: jax.sharding.Mesh):
-  P = jax.sharding.PartitionSpec
-  return (jax.sharding.NamedSharding(mesh, P()),
-          jax.sharding.NamedSharding(mesh, P(DATA_AXIS)))
-
-
-def _cast_floats(tree, dtype):
-  cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
-  return jax.tree.map(cast, tree)
-
-
-def _apply(model, params, batch, rng, *, train: bool, sampling_probability, compute_dtype):
-  """Forward pass on a ``compute_dtype`` copy of the float inputs (targets stay as given).
-
-  The model computes in the dtype of the batch (``vae.compute_dtype``: its matmuls and
-  LSTM gates in bfloat16 when asked), casting the float32 params where it uses them, so
-  their gradients are float32 and summed in float32. sigma, the KL, the LSTM cell states
-  and the per-step losses stay float32; outputs are cast to float32 for the loss reduction.
-  """
-  dropout_rng, sample_rng = jax.random.split(rng)
-  inputs = {k: v for k, v in batch.items() if k != "outputs"}   # targets stay full precision
-  outputs = model.apply({"params": params},
-                        {**_cast_floats(inputs, compute_dtype), "outputs": batch["outputs"]},
-                        train=train,
-                        sampling_probability=sampling_probability,
-                        rngs={"dropout": dropout_rng, "sample": sample_rng})
-  return _cast_floats(outputs, jnp.float32)
-
-
-def init_train_state(config: ml_collections.ConfigDict, model, tx: optax.GradientTransformation,
-                     example_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> TrainState:
-  """Initial state, created directly as replicated arrays (the same on every host)."""
-  replicated, _ = _shardings(mesh)
-  shapes = {k: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype)
-            for k, v in example_batch.items()}
-
-  def init(seed):
-    rng = jax.random.PRNGKey(seed)
-    init_rng, params_rng, dropout_rng, sample_rng = jax.random.split(rng, 4)
-    dummy = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
-    dummy["lengths"] = jnp.full_like(dummy["lengths"], dummy["inputs"].shape[1])
-    params = model.init({"params": params_rng, "dropout": dropout_rng, "sample": sample_rng},
-                        dummy, train=True)["params"]
-    return TrainState(jnp.zeros([], jnp.int32), params, tx.init(params), init_rng)
-
-  return jax.jit(init, out_shardings=replicated)(config.train.seed)
-
-
-def make_train_step(config: ml_collections.ConfigDict, model, tx: optax.GradientTransformation,
-                    mesh: jax.sharding.Mesh) -> Callable[[TrainState, Batch], tuple]:
-  """``(state, batch) -> (state, metrics)``, jitted over the mesh; ``state`` is donated."""
-  replicated, batch_sharding = _shardings(mesh)
-  lr_fn = optim.learning_rate_schedule(config.train)
-  dtype = jnp.dtype(config.train.compute_dtype)
-
-  def step_fn(state: TrainState, batch: Batch):
-    rng = jax.random.fold_in(state.rng, state.step)
-    sp = schedules.sampling_probability(state.step, config.model, True)  # 0.0: teacher forcing
-
-    def loss_fn(params):
-      outputs = _apply(model, params, batch, rng, train=True, sampling_probability=sp,
-                       compute_dtype=dtype)
-      return losses.compute_loss(outputs, batch, state.step, config.model)
-
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    global_norm = optax.tree.norm(grads)
-    # A non-finite loss or gradient leaves params and optimiser state as they were.
-    finite = jnp.isfinite(loss) & jnp.isfinite(global_norm)
-    params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                                     (params, opt_state), (state.params, state.opt_state))
-    metrics = dict(metrics, loss=loss, global_norm=global_norm,
-                   learning_rate=lr_fn(state.step), sampling_probability=sp,
-                   skipped=1.0 - finite.astype(jnp.float32))
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-  return jax.jit(step_fn, in_shardings=(replicated, batch_sharding),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
-
-
-def eval_passes(config: ml_collections.ConfigDict, step: int) -> tuple[dict[str, float], str]:
-  """Sampling probability of each evaluation pass, and the pass Magenta's eval reports.
-
-  ``teacher_forced`` (p=0) and ``free_running`` (p=1: the decoder feeds back its own
-  samples). Magenta evaluates at the schedule's eval value (1 for any non-constant
-  schedule, the rate for a constant one); that pass's metrics are also reported unprefixed.
-  A MusicRNN (no sampled decoder inputs) has the teacher-forced pass only.
-  """
-  if config.model.get("architecture", "music_vae") == "music_rnn":
-    return {"teacher_forced": 0.0}, "teacher_forced"
-  magenta = float(schedules.sampling_probability(step, config.model, False))
-  passes = {"teacher_forced": 0.0, "free_running": 1.0}
-  for name, sp in passes.items():
-    if sp == magenta:
-      return passes, name
-  return dict(passes, magenta=magenta), "magenta"
-
-
-def make_eval_step(config: ml_collections.ConfigDict, model, mesh: jax.sharding.Mesh):
-  """``(params, batch, rng, step, sampling_probability) -> metrics`` (train=False).
-
-  ``sampling_probability`` is a static Python float (0.0: the teacher-forced graph).
-  """
-  replicated, batch_sharding = _shardings(mesh)
-  dtype = jnp.dtype(config.train.compute_dtype)
-
-  def eval_fn(params, batch, rng, step, sp: float):
-    outputs = _apply(model, params, batch, rng, train=False, sampling_probability=sp,
-                     compute_dtype=dtype)
-    loss, metrics = losses.compute_loss(outputs, batch, step, config.model)
-    return dict(metrics, loss=loss)
-
-  return jax.jit(eval_fn, in_shardings=(replicated, batch_sharding, replicated, replicated),
-                 out_shardings=replicated, static_argnums=4)
-
-
-def evaluate_params(config: ml_collections.ConfigDict, eval_step, params, step: int,
-                    batches: Iterable[Batch], stop: Callable[[], bool] = lambda: False
-                    ) -> Metrics | None:
-  """Mean metrics over ``batches`` for every pass of :func:`eval_passes`: step means
-  (:func:`losses.is_step_mean`) weighted by each batch's valid steps, the rest per batch.
-
-  ``None`` when ``stop()`` turned true before the last batch.
-  """
-  passes, magenta = eval_passes(config, step)
-  base_rng = jax.random.PRNGKey(config.train.seed + 1)
-  # Step means count every valid step once (Magenta's streaming metrics), the rest every
-  # batch once (equal batches: every example once).
-  sums: dict[str, Any] = {}
-  count = 0
-  for i, batch in enumerate(batches):
-    jax.block_until_ready(sums)  # at most one batch in flight: ``stop`` is seen promptly
-    if stop():
-      return None
-    rng = jax.random.fold_in(base_rng, i)
-    for name, sp in passes.items():
-      metrics = eval_step(params, batch, rng, jnp.int32(step), sp)
-      for k, v in metrics.items():
-        if losses.is_step_mean(k, config.model):
-          v = v * metrics["valid_steps"]
-        key = f"{name}/{k}"
-        sums[key] = sums[key] + v if key in sums else v
-    count += 1
-  sums = jax.device_get(sums)
-  out = {}
-  for key, total in sums.items():
-    name, k = key.split("/", 1)
-    steps = float(sums[f"{name}/valid_steps"]) if losses.is_step_mean(k, config.model) else count
-    out[key] = float(total) / steps if steps else 0.0
-  out.update({k.split("/", 1)[1]: v for k, v in list(out.items())
-              if k.startswith(magenta + "/")})
-  return out
 
 
 def evaluate_arrays(config: ml_collections.ConfigDict, params, arrays: dict[str, np.ndarray],
-                    step: int) -> Metrics:
+                    step: int) -> steps.Metrics:
   """Mean metrics of ``params`` over every full batch of ``arrays`` (e.g. a test split)."""
-  mesh = create_mesh()
-  eval_step = make_eval_step(config, models.build_model(config), mesh)
+  mesh = steps.create_mesh()
+  eval_step = steps.make_eval_step(config, models.build_model(config), mesh)
   return _evaluate(config, mesh, eval_step, params, step, arrays, num_batches=0)
 
 
@@ -292,27 +116,27 @@ class _Setup:
   model: Any
   tx: optax.GradientTransformation
   mesh: jax.sharding.Mesh
-  state: TrainState
+  state: steps.TrainState
 
 
 def _setup(config, example_batch) -> _Setup:
-  mesh = create_mesh()
+  mesh = steps.create_mesh()
   model = models.build_model(config)
   tx = optim.create_optimizer(config.train)
-  state = init_train_state(config, model, tx, example_batch, mesh)
+  state = steps.init_train_state(config, model, tx, example_batch, mesh)
   return _Setup(model, tx, mesh, state)
 
 
 def _evaluate(config, mesh: jax.sharding.Mesh, eval_step, params, step: int, eval_data,
-              num_batches: int, stop: Callable[[], bool] = lambda: False) -> Metrics | None:
-  """:func:`evaluate_params` over ``num_batches`` full batches of ``eval_data`` (0: all),
+              num_batches: int, stop: Callable[[], bool] = lambda: False) -> steps.Metrics | None:
+  """:func:`steps.evaluate_params` over ``num_batches`` full batches of ``eval_data`` (0: all),
   prefetched onto the mesh."""
-  _, batch_sharding = _shardings(mesh)
+  _, batch_sharding = steps.shardings(mesh)
   batches = input_pipeline.eval_batches(eval_data, config.train.batch_size, num_batches,
                                         jax.process_index(), jax.process_count())
   with input_pipeline.Prefetcher(
       batches, lambda b: input_pipeline.shard_batch(b, batch_sharding)) as prefetched:
-    return evaluate_params(config, eval_step, params, step, prefetched, stop)
+    return steps.evaluate_params(config, eval_step, params, step, prefetched, stop)
 
 
 def _print_summary(title: str, rows: dict[str, Any]) -> None:
@@ -324,12 +148,12 @@ def _print_summary(title: str, rows: dict[str, Any]) -> None:
   print("\n".join(lines), flush=True)
 
 
-def _template(state: TrainState) -> workdir_lib.Checkpoint:
+def _template(state: steps.TrainState) -> workdir_lib.Checkpoint:
   return workdir_lib.Checkpoint(0, state.params, state.opt_state, state.rng)
 
 
 def _restore_or_warm_start(config, setup: _Setup, ckpts: workdir_lib.Checkpoints
-                           ) -> TrainState:
+                           ) -> steps.TrainState:
   """The newest usable checkpoint (a params-only one gets a fresh optimiser), a warm
   start, or the initial state."""
   state = setup.state
@@ -351,7 +175,7 @@ def _restore_or_warm_start(config, setup: _Setup, ckpts: workdir_lib.Checkpoints
   return state
 
 
-def _save(ckpts: workdir_lib.Checkpoints, state: TrainState, config, log) -> None:
+def _save(ckpts: workdir_lib.Checkpoints, state: steps.TrainState, config, log) -> None:
   """Saves ``state`` (waiting for it) and logs one line once it is on disk."""
   start = time.perf_counter()
   step = int(jax.device_get(state.step))
@@ -406,10 +230,10 @@ class _Pace:
     if self._mark is None:
       self._mark = (step, now)
       return None
-    steps, seconds = step - self._mark[0], now - self._mark[1]
-    if (steps >= self._min_steps and seconds >= self._min_seconds) or steps >= self._max_steps:
+    timed, seconds = step - self._mark[0], now - self._mark[1]
+    if (timed >= self._min_steps and seconds >= self._min_seconds) or timed >= self._max_steps:
       self.measured = True
-      return seconds / steps
+      return seconds / timed
     return None
 
   def restart(self) -> None:
@@ -457,16 +281,16 @@ def pace_line(config: ml_collections.ConfigDict, step_seconds: float, step: int)
     return line
   batch = min(tc.batch_size, SHORT_RUN_BATCH)
   short_step = step_seconds * batch / tc.batch_size
-  steps = max(100, int(SHORT_RUN_MINUTES * 60 / short_step) // 100 * 100)
-  evals = max(50, steps // 4 // 50 * 50)
-  return (f"{line}. A short run (about {_duration(steps * short_step)} here): "
-          f"--config.train.batch_size={batch} --config.train.num_train_steps={steps} "
+  short_steps = max(100, int(SHORT_RUN_MINUTES * 60 / short_step) // 100 * 100)
+  evals = max(50, short_steps // 4 // 50 * 50)
+  return (f"{line}. A short run (about {_duration(short_steps * short_step)} here): "
+          f"--config.train.batch_size={batch} --config.train.num_train_steps={short_steps} "
           f"--config.train.eval_every_steps={evals} (README: first runs)")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict | None, workdir: str | os.PathLike,
                        *, train_data: dict[str, np.ndarray] | None = None,
-                       eval_data: dict[str, np.ndarray] | None = None) -> dict[str, Metrics]:
+                       eval_data: dict[str, np.ndarray] | None = None) -> dict[str, steps.Metrics]:
   """Trains to ``train.num_train_steps``, resuming from ``workdir``'s newest usable checkpoint.
 
   ``config`` None: the run's ``config.json``; otherwise it must match that in model and
@@ -494,12 +318,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict | None, workdir: str | 
 
 
 def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Checkpoints,
-                state: TrainState, train_data, eval_data, stop: cli.StopSignals
-                ) -> dict[str, Metrics]:
+                state: steps.TrainState, train_data, eval_data, stop: cli.StopSignals
+                ) -> dict[str, steps.Metrics]:
   tc = config.train
-  train_step = make_train_step(config, setup.model, setup.tx, setup.mesh)
-  eval_step = make_eval_step(config, setup.model, setup.mesh)
-  _, batch_sharding = _shardings(setup.mesh)
+  train_step = steps.make_train_step(config, setup.model, setup.tx, setup.mesh)
+  eval_step = steps.make_eval_step(config, setup.model, setup.mesh)
+  _, batch_sharding = steps.shardings(setup.mesh)
   start = int(jax.device_get(state.step))
   writer = workdir_lib.MetricWriter(run, enabled=jax.process_index() == 0, resume_step=start)
   batches = input_pipeline.train_batches(train_data, tc.batch_size, tc.seed, start,
@@ -508,9 +332,9 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
   prefetched = input_pipeline.Prefetcher(
       batches, lambda b: input_pipeline.shard_batch(b, batch_sharding))
   in_flight: collections.deque = collections.deque()
-  history: list[Metrics] = []
-  train_metrics: Metrics = {}
-  eval_metrics: Metrics = {}
+  history: list[steps.Metrics] = []
+  train_metrics: steps.Metrics = {}
+  eval_metrics: steps.Metrics = {}
   nonfinite_run = 0
   postfix: dict[str, str] = {}
   timer = _Timer()
@@ -569,7 +393,7 @@ def _train_loop(config, run: epath.Path, setup: _Setup, ckpts: workdir_lib.Check
           eval_metrics = metrics
           writer.write("eval", step, eval_metrics)
           passes = ", ".join(f"{p.replace('_', '-')} {eval_metrics[p + '/accuracy']:.4f}"
-                             for p in eval_passes(config, step)[0])
+                             for p in steps.eval_passes(config, step)[0])
           written = ""
           if samples is not None:
             try:
@@ -628,7 +452,7 @@ def _eval_samples(config, run: epath.Path, eval_data, log):
   return eval_samples.EvalSamples(config, run, eval_data)
 
 
-def _save_on_exit(ckpts: workdir_lib.Checkpoints, state: TrainState, config, log) -> None:
+def _save_on_exit(ckpts: workdir_lib.Checkpoints, state: steps.TrainState, config, log) -> None:
   """Best-effort checkpoint after an unexpected error (not if the state was lost)."""
   if any(x.is_deleted() for x in jax.tree.leaves(state)):
     logging.warning("Stopped inside a train step: no checkpoint saved on exit")
@@ -640,7 +464,7 @@ def _save_on_exit(ckpts: workdir_lib.Checkpoints, state: TrainState, config, log
 
 
 def evaluate(config: ml_collections.ConfigDict | None, workdir: str | os.PathLike, *,
-             eval_data: dict[str, np.ndarray] | None = None) -> Metrics:
+             eval_data: dict[str, np.ndarray] | None = None) -> steps.Metrics:
   """Evaluates the newest usable checkpoint of ``workdir`` on the validation split."""
   config = workdir_lib.resolve_config(workdir, config)
   validate_config(config)
@@ -652,7 +476,7 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str | os.PathLik
       (eval_data,) = _load_data(config, run, validation=eval_data)
       setup = _setup(config, eval_data)
       restored = ckpts.restore(_template(setup.state), params_only=True)
-    metrics = _evaluate(config, setup.mesh, make_eval_step(config, setup.model, setup.mesh),
+    metrics = _evaluate(config, setup.mesh, steps.make_eval_step(config, setup.model, setup.mesh),
                         restored.params, restored.step, eval_data,
                         config.train.eval_num_batches, lambda: stop.signum)
     stop.check()

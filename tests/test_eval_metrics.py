@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from flax_musicvae import config_lib
-from flax_musicvae import train
+from flax_musicvae import steps
 from flax_musicvae.models import losses
 from flax_musicvae.models import music_rnn
 
@@ -38,7 +38,7 @@ def test_evaluation_weights_step_means_by_valid_steps(name):
     return {"accuracy": jnp.float32(batch["correct"]), "r_loss": jnp.float32(batch["r_loss"]),
             "valid_steps": jnp.float32(batch["steps"])}
 
-  metrics = train.evaluate_params(config, eval_step, None, 0, batches)
+  metrics = steps.evaluate_params(config, eval_step, None, 0, batches)
   assert metrics["accuracy"] == pytest.approx(0.25)
   assert metrics["valid_steps"] == pytest.approx(20.0)
   step_mean = losses.is_step_mean("r_loss", config.model)

@@ -10,7 +10,7 @@ import pytest
 from flax_musicvae import config_lib
 from flax_musicvae import input_pipeline
 from flax_musicvae import optim
-from flax_musicvae import train
+from flax_musicvae import steps
 from flax_musicvae.models import losses
 from flax_musicvae.models import lstm
 from flax_musicvae.models import vae
@@ -31,11 +31,11 @@ def _dot_operand_types(hlo: str) -> list[str]:
 
 def _lowered_train_step(dtype: str) -> str:
   c = tiny_config(compute_dtype=dtype)
-  mesh = train.create_mesh()
+  mesh = steps.create_mesh()
   model = vae.build_model(c)
   tx = optim.create_optimizer(c.train)
-  state = train.init_train_state(c, model, tx, groove_like(8, seed=0), mesh)
-  step = train.make_train_step(c, model, tx, mesh)
+  state = steps.init_train_state(c, model, tx, groove_like(8, seed=0), mesh)
+  step = steps.make_train_step(c, model, tx, mesh)
   return step.lower(state, jax.tree.map(jnp.asarray, groove_like(8, seed=0))).as_text()
 
 
@@ -80,7 +80,7 @@ def _batch(spec: vae.ModelSpec, seed: int = 0, bsz: int = 4) -> dict[str, np.nda
 
 def _loss_and_grads(c, model, params, batch, sp, dtype):
   def loss_fn(p):
-    out = train._apply(model, p, batch, jax.random.PRNGKey(1), train=True,
+    out = steps.apply_model(model, p, batch, jax.random.PRNGKey(1), train=True,
                        sampling_probability=sp, compute_dtype=jnp.dtype(dtype))
     return losses.compute_loss(out, batch, 0, c.model)[0]
   return jax.jit(jax.value_and_grad(loss_fn))(params)
@@ -150,11 +150,11 @@ def test_bfloat16_training_reduces_loss_on_real_groove(groove_dir, tmp_path):
   data = input_pipeline.load_split(c, "train")
   batch = jax.tree.map(lambda x: jnp.asarray(x[:16]), data)
   assert batch["outputs"].shape[0] == 16
-  mesh = train.create_mesh()
+  mesh = steps.create_mesh()
   model = vae.build_model(c)
   tx = optim.create_optimizer(c.train)
-  state = train.init_train_state(c, model, tx, data, mesh)
-  step = train.make_train_step(c, model, tx, mesh)
+  state = steps.init_train_state(c, model, tx, data, mesh)
+  step = steps.make_train_step(c, model, tx, mesh)
   history = []
   for _ in range(30):
     state, metrics = step(state, batch)
@@ -176,7 +176,7 @@ def test_bfloat16_loss_uses_full_precision_targets():
   assert not np.array_equal(rounded["outputs"], batch["outputs"])
   params = jax.jit(lambda k: model.init({"params": k}, batch, train=False))(
       jax.random.PRNGKey(0))["params"]
-  run = lambda b: train._apply(model, params, b, jax.random.PRNGKey(1), train=False,  # noqa: E731
+  run = lambda b: steps.apply_model(model, params, b, jax.random.PRNGKey(1), train=False,  # noqa: E731
                                sampling_probability=0.0, compute_dtype=jnp.dtype("bfloat16"))
   full, coarse = run(batch), run(rounded)
   # The decoder sees bf16 inputs either way, so the logits agree; only the targets differ.

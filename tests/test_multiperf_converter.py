@@ -9,6 +9,7 @@ from conftest import FIXTURES, ROOT
 from note_seq.protobuf import music_pb2
 
 from flax_musicvae import config_lib
+from flax_musicvae import steps
 from flax_musicvae.data import augment
 from flax_musicvae.data.converter import Mode
 from flax_musicvae.data.multiperf import MultiInstrumentPerformanceConverter
@@ -141,8 +142,8 @@ def test_a_few_training_steps_on_real_chorales(golden):
   c = config_lib.tiny(config_lib.load("hier_multiperf_vel_1bar_med"), rnn=8, z=4)
   c.model.dec_rnn_size = (8,)
   c.train.update(batch_size=4, learning_rate=3e-3)
-  setup = train._setup(c, batch)   # pylint: disable=protected-access
-  step = train.make_train_step(c, setup.model, setup.tx, setup.mesh)
+  setup = train._setup(c, batch)
+  step = steps.make_train_step(c, setup.model, setup.tx, setup.mesh)
   state, losses = setup.state, []
   for _ in range(3):
     state, metrics = step(state, batch)

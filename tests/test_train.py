@@ -172,7 +172,7 @@ def test_tensorboard_events_readable_by_tensorflow(tmp_path):
 
 _DEVICES_WORKER = textwrap.dedent("""
     import jax, numpy as np
-    from flax_musicvae import input_pipeline, models, optim, train
+    from flax_musicvae import input_pipeline, models, optim, steps
     from tests import test_train as t
     assert jax.device_count() == 8, jax.devices()
     config = t.tiny_config(6)
@@ -182,9 +182,9 @@ _DEVICES_WORKER = textwrap.dedent("""
       mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:n]), ("data",))
       model = models.build_model(config)
       tx = optim.create_optimizer(config.train)
-      state = train.init_train_state(config, model, tx, data, mesh)
-      step = train.make_train_step(config, model, tx, mesh)
-      sharding = train._shardings(mesh)[1]
+      state = steps.init_train_state(config, model, tx, data, mesh)
+      step = steps.make_train_step(config, model, tx, mesh)
+      sharding = steps.shardings(mesh)[1]
       losses = []
       for batch in input_pipeline.train_batches(data, 8, seed=0):
         state, metrics = step(state, input_pipeline.shard_batch(batch, sharding))
