@@ -21,11 +21,6 @@ RUNNER = ROOT / "flax_musicvae" / "lite_runner.py"
 FORBIDDEN = ("jax", "tensorflow", "flax", "note_seq", "flax_musicvae")
 
 
-def load_config(name: str):
-  """Config ``name`` at toy widths."""
-  return config_lib.tiny(config_lib.load(name))
-
-
 def meta_for(config) -> dict:
   conv = config_lib.make_converter(config.data)
   return {"tracks": metadata.tracks(config.data), "qpm": metadata.QPM,
@@ -61,7 +56,7 @@ def random_outputs(config, rng: np.random.Generator, steps: int) -> np.ndarray:
 @pytest.mark.parametrize("name", ["cat_mel_2bar_small", "cat_drums_2bar_small",
                                   "groove_4bar", "flat_trio_16bar"])
 def test_notes_match_the_converter(name):
-  config = load_config(name)
+  config = config_lib.tiny(name)
   conv = config_lib.make_converter(config.data)
   rng = np.random.default_rng(0)
   for _ in range(3):
@@ -128,7 +123,7 @@ print(json.dumps({{"code": code, "forbidden": mods, "path": sys.path}}))
 def test_runner_in_isolated_process_writes_the_model_sample(tmp_path):
   pytest.importorskip("tensorflow")
   pytest.importorskip("ai_edge_litert")
-  config = load_config("groove_2bar_humanize")
+  config = config_lib.tiny("groove_2bar_humanize")
   model = build_model(config)
   params = bundle.init_params(model, seed=2)
   meta = bundle.export_bundle(config, params, tmp_path / "export", 2, ("fp32",))
