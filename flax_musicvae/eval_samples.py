@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from etils import epath
 import jax
 import ml_collections
 from note_seq import sequences_lib
@@ -48,7 +49,7 @@ def unavailable_reason(config: ml_collections.ConfigDict, run: workdir_lib.PathL
   return None
 
 
-def step_dir(run: workdir_lib.PathLike, step: int) -> workdir_lib.epath.Path:
+def step_dir(run: workdir_lib.PathLike, step: int) -> epath.Path:
   return workdir_lib.path(run) / SAMPLES / f"step_{step:06d}"
 
 
@@ -91,7 +92,7 @@ class EvalSamples:
     self._save(folder, "example", sequences,
                titles=[f"validation {i}" for i in range(len(sequences))])
 
-  def write(self, step: int, params: Any) -> workdir_lib.epath.Path:
+  def write(self, step: int, params: Any) -> epath.Path:
     """The samples and reconstructions of ``params`` under ``samples/step_<step>/``."""
     model = self._model
     model.params = jax.device_put(jax.device_get(params))  # one device, whatever the mesh
