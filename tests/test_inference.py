@@ -246,6 +246,16 @@ def test_chord_conditioned_sampling():
     chords_model.chord_controls(["Csus4", "G", "Am", "F"])
 
 
+def test_multi_instrument_chord_model_takes_one_chord():
+  """A 1-bar multiperf model's steps are instruments' events: chords cannot split them."""
+  multi = inference.MusicVAEModel.init_random(
+      config_lib.tiny("hier_multiperf_vel_1bar_med_chords"))
+  controls = multi.chord_controls(["G"])
+  assert controls.shape == (multi.length, 49) and set(np.argmax(controls, 1)) == {8}
+  with pytest.raises(inference.InputError, match="one chord per sample, not 2"):
+    multi.chord_controls(["C", "G"])
+
+
 def test_not_chord_model(model):
   with pytest.raises(inference.InputError, match="not chord-conditioned"):
     model.chord_controls(["C"])

@@ -335,9 +335,13 @@ class MusicVAEModel:
 
   def chord_controls(self, chord_names: Sequence[str], length: int | None = None
                      ) -> np.ndarray:
-    """Per-step triad one-hots for chord names spread evenly over ``length`` steps."""
+    """Per-step triad one-hots for chord names spread evenly over ``length`` steps (one
+    chord for a multi-instrument performance model: its steps are not time)."""
     if self.spec.control_depth != chords.NUM_TRIAD_CLASSES:
       raise InputError("this model is not chord-conditioned (use a *_chords config)")
+    if self.config.data.converter == "multiperf" and len(chord_names) > 1:
+      raise InputError(f"this model plays one bar whose steps are each instrument's events, "
+                       f"not time: one chord per sample, not {len(chord_names)}")
     length = length or self.length
     if not chord_names or length % len(chord_names):
       raise InputError(f"{len(chord_names)} chords cannot split {length} steps evenly")
