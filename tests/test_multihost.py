@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 
-import fsspec
 import jax
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ import pytest
 from flax_musicvae import input_pipeline
 from flax_musicvae import workdir as workdir_lib
 from tests.conftest import ROOT
-from tests.test_workdir import FakeGcs
 
 STEPS = 4
 BATCH = 8  # tiny_config's global batch
@@ -125,13 +123,10 @@ def test_two_processes_match_one_process(tmp_path):
                params_multi, params_single)
 
 
-def test_remote_data_path_is_copied_once_per_host(tmp_path, monkeypatch, capsys):
+def test_remote_data_path_is_copied_once_per_host(tmp_path, fake_gcs, capsys):
   """data.path on gs:// (a fake, in-memory bucket): the file or folder is copied to the
   host's data cache once, read from there, and copied again when the remote file changes."""
-  from etils.epath import gpath  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
-  fsspec.register_implementation("gcs", FakeGcs, clobber=True)
-  fs = FakeGcs()
+  fs = fake_gcs
   fs.pipe("gs://bucket/data/groove.zip", b"zip bytes")
   fs.pipe("gs://bucket/data/folk/a.tfrecord", b"a")
   fs.pipe("gs://bucket/data/folk/sub/b.tfrecord", b"bb")

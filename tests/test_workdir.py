@@ -10,8 +10,6 @@ import os
 import subprocess
 import sys
 
-import fsspec
-from fsspec.implementations import memory
 import jax.numpy as jnp
 from matplotlib import image as mpl_image
 import numpy as np
@@ -185,25 +183,12 @@ def test_failed_save_is_named_and_leaves_nothing(tmp_path, monkeypatch, capsys):
   assert "saved" not in capsys.readouterr().out
 
 
-class FakeGcs(memory.MemoryFileSystem):
-  """An in-memory stand-in for gcsfs, under the gs:// scheme."""
-  protocol = ("gs", "gcs")
-  store, pseudo_dirs = {}, [""]
-
-  def __init__(self, *args, finalize_on_close=True, **kwargs):
-    del finalize_on_close
-    super().__init__(*args, **kwargs)
-
-
-def test_gs_paths_go_through_epath(monkeypatch):
+def test_gs_paths_go_through_epath(fake_gcs):
   """config.json, metrics, TensorBoard and the data report on a (fake, in-memory) gs://.
 
   Orbax itself writes array data to gs:// through TensorStore's own GCS driver, which
   needs the network; that part cannot run here.
   """
-  from etils.epath import gpath
-  monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
-  fsspec.register_implementation("gcs", FakeGcs, clobber=True)
   run = "gs://bucket/runs/r1"
   config = tiny_config(3)
   assert workdir_lib.resolve_config(run, config).train.num_train_steps == 3
@@ -224,7 +209,7 @@ def test_gs_paths_go_through_epath(monkeypatch):
   workdir_lib.update_data_report(run, {"train": {"files": 1}})
   assert json.loads(workdir_lib.path(run).joinpath("data_report.json").read_text()) == {
       "train": {"files": 1}}
-  assert "bucket/runs/r1/config.json" in str(FakeGcs.store)
+  assert "bucket/runs/r1/config.json" in str(fake_gcs.store)
   with workdir_lib.lock(run):  # object stores: no lock, and no error
     pass
 
