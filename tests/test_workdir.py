@@ -18,6 +18,7 @@ import pytest
 
 from flax_musicvae import train
 from flax_musicvae import workdir as workdir_lib
+from flax_musicvae.workdir import metrics as metrics_lib
 from tests.conftest import FIXTURES, ROOT
 from tests.test_train import EVAL, TRAIN, assert_trees_equal, compilation_cache  # noqa: F401
 from tests.test_train import restored_state, tiny_config
@@ -133,6 +134,24 @@ def test_metrics_hold_each_step_once_after_a_kill(tmp_path):
   for split, steps in (("train", [1, 2, 3, 4, 5, 6]), ("eval", [2, 4, 6])):
     found = scalar_steps(tmp_path / "tensorboard" / split)
     assert found and all(s == steps for s in found.values()), found
+
+
+def test_resume_puts_a_legacy_event_file_first(tmp_path):
+  """A run's one event file from before tensorboardX is renamed on resume so that it is
+  read before the new files: every step once, in order."""
+  writer = workdir_lib.MetricWriter(tmp_path)
+  for step in (1, 2, 3):
+    writer.write("train", step, {"loss": float(step)})
+  writer.close()
+  logdir = tmp_path / "tensorboard" / "train"
+  (old,) = workdir_lib.event_files(logdir)
+  old.rename(logdir / metrics_lib.LEGACY_EVENTS_FILE)
+  writer = workdir_lib.MetricWriter(tmp_path, resume_step=2)
+  writer.write("train", 3, {"loss": 3.5})
+  writer.close()
+  files = workdir_lib.event_files(logdir)
+  assert len(files) == 2 and files[0].name == metrics_lib.LEGACY_EVENTS_RENAMED
+  assert scalar_steps(logdir) == {"loss": [1, 2, 3]}
 
 
 def scalar_steps(logdir):

@@ -68,6 +68,12 @@ def read_metrics(workdir: PathLike) -> list[dict[str, Any]]:
   return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
 
+#: The one event file per split of runs written before tensorboardX; a resume renames it
+#: so that it sorts before the files written since (TensorBoard reads them in name order).
+LEGACY_EVENTS_FILE = "events.out.tfevents.flax_musicvae"
+LEGACY_EVENTS_RENAMED = "events.out.tfevents.0.flax_musicvae"
+
+
 class MetricWriter:
   """``metrics.jsonl`` (one line per write) plus TensorBoard events per split.
 
@@ -96,6 +102,9 @@ class MetricWriter:
     tensorboard = self._workdir / "tensorboard"
     for split in tensorboard.iterdir() if tensorboard.exists() else ():
       for events in event_files(split):
+        if events.name == LEGACY_EVENTS_FILE:  # first in name order, as first written
+          events.rename(events.parent / LEGACY_EVENTS_RENAMED)
+          events = events.parent / LEGACY_EVENTS_RENAMED
         records = list(_event_records(events))
         kept = [r for r in records if event_pb2.Event.FromString(r).step <= resume_step]
         if len(kept) != len(records):
