@@ -26,6 +26,10 @@ Attention step (state ``c, h, attns [A], attn_states [L, A]``, all zero at the s
   s_l = sum_k v_k tanh((attn_states_l attn_w)_k + q_k);  a = softmax(s)
   attns' = sum_l a_l attn_states_l;  y = [h', attns'] W2 + b2
   attn_states' = attn_states[1:] ++ [y];  output y
+
+A training scan projects ``x`` for all steps at once, keeps ``attn_states attn_w`` in its
+carry (one product per output) and sums the matrices' gradients after the backward
+recurrence (``_attention_scan``); the generation ``step`` is the plain cell.
 """
 
 from __future__ import annotations
@@ -161,20 +165,123 @@ def zero_state(params: dict[str, Any], spec: RNNSpec, batch: int,
   return state
 
 
-def attention_step(p: dict[str, Array], carry, x: Array):
-  """One step of ``AttentionCellWrapper(BasicLSTMCell)``; returns (new carry, output)."""
-  (c, h), attns, attn_states = carry
-  x = _dense(jnp.concatenate([x, attns], -1), p["attn_input_kernel"], p["attn_input_bias"])
-  (c, h), _ = lstm.layer_step({"kernel": p["kernel"], "bias": p["bias"]}, (c, h), x)
-  query = _dense(jnp.concatenate([c.astype(h.dtype), h], -1), p["attn_query_kernel"],
-                 p["attn_query_bias"])
-  hidden = attn_states @ p["attn_w"].astype(x.dtype)                 # [B, L, A]
-  scores = jnp.sum(p["attn_v"].astype(x.dtype) * jnp.tanh(hidden + query[:, None, :]), -1)
+def attention_keys(p: dict[str, Array], attn_states: Array) -> Array:
+  """``attn_states @ attn_w`` (``[B, L, A]``): the part of each score that depends only on
+  the remembered output, so a step computes it once per output instead of every step."""
+  return attn_states @ p["attn_w"].astype(attn_states.dtype)
+
+
+def attention_input(p: dict[str, Array], x: Array) -> Array:
+  """The input's share of the input projection ``[x, attns] W1 + b1`` (any leading axes:
+  a scan does it for all steps at once, outside the recurrence)."""
+  kernel = p["attn_input_kernel"]
+  return _dense(x, kernel[:x.shape[-1]], p["attn_input_bias"])
+
+
+def _step_weights(p: dict[str, Array]) -> dict[str, Array]:
+  """The matrices an attention step multiplies a per-step vector by (``attn_state_kernel``
+  is the ``attns`` rows of ``attn_input_kernel``)."""
+  a = p["attn_w"].shape[0]
+  return {"attn_state_kernel": p["attn_input_kernel"][-a:], "kernel": p["kernel"],
+          "attn_query_kernel": p["attn_query_kernel"], "attn_w": p["attn_w"],
+          "attn_output_kernel": p["attn_output_kernel"]}
+
+
+_STEP_BIASES = ("bias", "attn_query_bias", "attn_v", "attn_output_bias")
+
+
+def _attention_cell(w: dict[str, Array], b: dict[str, Array], carry, x_part: Array,
+                    e: dict[str, Array] | None = None):
+  """One step of ``AttentionCellWrapper(BasicLSTMCell)`` with the matrices ``w``
+  (:func:`_step_weights`) and the vectors ``b`` (``_STEP_BIASES``).
+
+  ``carry`` is ``((c, h), attns, attn_states, keys)`` (``keys`` from
+  :func:`attention_keys`); ``x_part`` is :func:`attention_input` of this step's input;
+  ``e`` (optional, zeros) is added to each product ``u @ w[name]``, so its cotangent is the
+  product's. Returns (new carry, output, the vector ``u`` each matrix multiplied).
+  """
+  def times(name: str, u: Array, bias: Array | None = None) -> Array:
+    if e is not None:
+      bias = e[name] if bias is None else bias + e[name]
+    return u @ w[name].astype(u.dtype) if bias is None else _dense(u, w[name], bias)
+
+  (c, h), attns, attn_states, keys = carry
+  x = x_part + times("attn_state_kernel", attns)
+  lstm_in = jnp.concatenate([x, h.astype(x.dtype)], -1)
+  lstm_bias = b["bias"] if e is None else b["bias"] + e["kernel"]
+  (c, h), _ = lstm.layer_step({"kernel": w["kernel"], "bias": lstm_bias}, (c, h), x)
+  query_in = jnp.concatenate([c.astype(h.dtype), h], -1)
+  query = times("attn_query_kernel", query_in, b["attn_query_bias"])
+  scores = jnp.sum(b["attn_v"].astype(x.dtype) * jnp.tanh(keys + query[:, None, :]), -1)
   weights = jax.nn.softmax(scores, -1)
-  attns = jnp.sum(weights[..., None] * attn_states, 1)
-  out = _dense(jnp.concatenate([h, attns], -1), p["attn_output_kernel"], p["attn_output_bias"])
+  read = jnp.sum(weights[..., None] * attn_states, 1)
+  out_in = jnp.concatenate([h, read], -1)
+  out = times("attn_output_kernel", out_in, b["attn_output_bias"])
   attn_states = jnp.concatenate([attn_states[:, 1:], out[:, None, :]], 1)
-  return ((c, h), attns, attn_states), out
+  keys = jnp.concatenate([keys[:, 1:], times("attn_w", out)[:, None, :]], 1)
+  inputs = {"attn_state_kernel": attns, "kernel": lstm_in, "attn_query_kernel": query_in,
+            "attn_output_kernel": out_in, "attn_w": out}
+  return ((c, h), read, attn_states, keys), out, inputs
+
+
+def attention_step(p: dict[str, Array], carry, x: Array):
+  """One generation step of the attention layer 0: ``carry`` is ``((c, h), attns,
+  attn_states)``, ``x`` the layer's input; returns (new carry, output)."""
+  (c, h), attns, attn_states = carry
+  new, out, _ = _attention_cell(_step_weights(p), {k: p[k] for k in _STEP_BIASES},
+                                ((c, h), attns, attn_states, attention_keys(p, attn_states)),
+                                attention_input(p, x))
+  return new[:3], out
+
+
+def _masked_attention_scan(w, b, carry0, x_parts, valid, es):
+  """``lax.scan`` of :func:`_attention_cell` over time-major ``x_parts``, the carry frozen
+  where ``valid`` is False; returns ((final carry, outputs), the stacked vectors ``u``)."""
+  def body(carry, inp):
+    x_part, ok, e = inp
+    new, out, inputs = _attention_cell(w, b, carry, x_part, e)
+    new = jax.tree.map(lambda a, old: jnp.where(ok if a.ndim == 2 else ok[..., None], a, old),
+                       new, carry)
+    return new, (out, inputs)
+
+  final, (outs, inputs) = jax.lax.scan(body, carry0, (x_parts, valid, es))
+  return (final, outs), inputs
+
+
+@jax.custom_vjp
+def _attention_scan(w, b, carry0, x_parts, valid):
+  """The attention layer over time: ((final carry, outputs ``[T, B, A]``)).
+
+  Same values and gradients as autodiff of the scan, but the gradient of each matrix of
+  ``w`` is one ``sum_t u_t^T dy_t`` after the backward recurrence, where autodiff would
+  add a full-size outer product into an accumulator at every step (the step's cost at a
+  small batch).
+  """
+  return _masked_attention_scan(w, b, carry0, x_parts, valid, _zero_products(w, x_parts))[0]
+
+
+def _zero_products(w: dict[str, Array], x_parts: Array) -> dict[str, Array]:
+  t, batch = x_parts.shape[:2]
+  return {k: jnp.zeros((t, batch, v.shape[-1]), x_parts.dtype) for k, v in w.items()}
+
+
+def _attention_scan_fwd(w, b, carry0, x_parts, valid):
+  result, backward, inputs = jax.vjp(
+      lambda b, carry0, x_parts, es: _masked_attention_scan(w, b, carry0, x_parts, valid, es),
+      b, carry0, x_parts, _zero_products(w, x_parts), has_aux=True)
+  return result, (backward, inputs, w)
+
+
+def _attention_scan_bwd(res, cotangent):
+  backward, inputs, w = res
+  d_b, d_carry0, d_x_parts, d_products = backward(cotangent)
+  d_w = {k: jnp.einsum("tbi,tbo->io", inputs[k], d_products[k],
+                       preferred_element_type=jnp.float32).astype(v.dtype)
+         for k, v in w.items()}
+  return d_w, d_b, d_carry0, d_x_parts, None
+
+
+_attention_scan.defvjp(_attention_scan_fwd, _attention_scan_bwd)
 
 
 def run(params: dict[str, Any], spec: RNNSpec, inputs: Array, lengths: Array | None,
@@ -193,19 +300,13 @@ def run(params: dict[str, Any], spec: RNNSpec, inputs: Array, lengths: Array | N
     p = params[f"cell_{l}"]
     if l == 0 and spec.attn_length:
       valid = lstm.step_mask(lengths, steps, batch)[..., None]          # [T, B, 1]
-
-      def body(carry, inp):
-        x, ok = inp
-        new, out = attention_step(p, carry, x)
-        new = jax.tree.map(lambda a, b: jnp.where(ok if a.ndim == 2 else ok[..., None], a, b),
-                           new, carry)
-        return new, out
-
-      carry0 = (state["lstm"][0], state["attns"], state["attn_states"])
-      final, out = jax.lax.scan(body, carry0, (lstm.time_major(xs), valid))
+      carry0 = (state["lstm"][0], state["attns"], state["attn_states"],
+                attention_keys(p, state["attn_states"]))
+      final, out = _attention_scan(_step_weights(p), {k: p[k] for k in _STEP_BIASES},
+                                   carry0, lstm.time_major(attention_input(p, xs)), valid)
       xs = lstm.time_major(out)
       finals.append(final[0])
-      attn_final = final[1:]
+      attn_final = final[1:3]
     else:
       xs, final = lstm.run_layer({"kernel": p["kernel"], "bias": p["bias"]}, xs, lengths,
                                  initial=state["lstm"][l])
