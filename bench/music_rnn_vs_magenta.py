@@ -17,9 +17,8 @@ labels of the config's sizes, dropout on (Magenta's keep probability). The first
 ``--warmup`` steps (compile / graph start-up, queue fill) are not timed; each figure is the
 median of ``--repeats`` timed steps (``magenta/ours``: Magenta's seconds per step over
 ours). Trainable parameter counts of both sides must match (the table says DIFFER if not).
-Both steps fetch the loss. One difference in the update: Magenta's ``create_train_op``
-(tf_slim) clips each variable's gradient to norm ``clip_norm`` separately; our trainer clips
-their global norm (``optim.py``); either costs next to nothing beside the recurrence.
+Both steps fetch the loss, and both clip each variable's gradient to norm ``clip_norm`` on
+its own (tf_slim's ``create_train_op``; ``optim`` ``clip_mode='per_variable'``).
 Every process inherits this one's environment (the huge-page malloc the training program
 sets up, unless ``FLAX_MUSICVAE_HUGE_PAGES=0``). Benchmark only an idle machine.
 

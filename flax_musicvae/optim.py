@@ -8,6 +8,9 @@ Reference notes §1.2 / ``music_vae_train.train``:
   their (unclipped) global norm is ``>= grad_norm_clip_to_zero``, in which case ALL of them
   are replaced by zeros (the Adam step still runs: moments decay, the step count grows);
   ``clip_mode='value'``: element-wise clipping to ``[-grad_clip, grad_clip]``, no zeroing;
+  ``clip_mode='per_variable'`` (MusicRNN: tf_slim ``create_train_op(clip_gradient_norm=)``,
+  i.e. ``clip_gradient_norms``): each variable's gradient is clipped to L2 norm
+  ``grad_clip`` on its own, ``g * grad_clip / max(|g|, grad_clip)``, no zeroing;
 * ``tf.compat.v1.train.AdamOptimizer`` (b1 .9, b2 .999, eps 1e-8) whose update is
   ``lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``. That is NOT ``optax.adam``:
   TF1 adds eps to the *uncorrected* ``sqrt(v)``, i.e. optax's form with
@@ -84,13 +87,29 @@ def clip_by_global_norm_or_zero(max_norm: float,
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
+def clip_each_by_norm(max_norm: float) -> optax.GradientTransformation:
+  """Clip every leaf to L2 norm ``max_norm`` on its own (TF's ``clip_by_norm`` per variable)."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    clip = lambda g: (g * (max_norm / jnp.maximum(jnp.linalg.norm(g), max_norm))).astype(g.dtype)
+    return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+CLIP_MODES = ("global_norm", "value", "per_variable")
+
+
 def gradient_clipping(train_cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
   if train_cfg.clip_mode == "global_norm":
     return clip_by_global_norm_or_zero(train_cfg.grad_clip, train_cfg.grad_norm_clip_to_zero)
   if train_cfg.clip_mode == "value":
     return optax.clip(train_cfg.grad_clip)
+  if train_cfg.clip_mode == "per_variable":
+    return clip_each_by_norm(train_cfg.grad_clip)
   raise ValueError(
-      f"train.clip_mode must be 'global_norm' or 'value', got {train_cfg.clip_mode!r}")
+      f"train.clip_mode must be one of {', '.join(CLIP_MODES)}, got {train_cfg.clip_mode!r}")
 
 
 def create_optimizer(train_cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:

@@ -90,6 +90,22 @@ def test_clip_by_global_norm_or_zero():
   assert np.all(np.isfinite(np.asarray(clip(zero)["a"])))
 
 
+def test_per_variable_clipping_is_tf_slims_clip_gradient_norms():
+  """Each variable on its own: norm 5 -> 1, norm 0.5 unchanged, zeros stay zeros (by hand)."""
+  tx = optim.gradient_clipping(_train_cfg(clip_mode="per_variable", grad_clip=1.0))
+  grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([[0.3], [0.4]]), "c": jnp.zeros([2])}
+  got = tx.update(grads, tx.init(None))[0]
+  np.testing.assert_allclose(got["a"], [0.6, 0.8], rtol=1e-6)
+  np.testing.assert_allclose(got["b"], [[0.3], [0.4]], rtol=1e-6)   # global norm would clip it
+  np.testing.assert_array_equal(got["c"], [0.0, 0.0])
+
+
+def test_music_rnn_configs_clip_as_magenta():
+  """Magenta's events_rnn_graph trains with create_train_op(clip_gradient_norm=clip_norm)."""
+  config = config_lib.load("drum_kit_rnn")
+  assert (config.train.clip_mode, config.train.grad_clip) == ("per_variable", 3.0)
+
+
 def test_zeroed_step_still_advances_adam():
   # Magenta zeroes the gradients but still applies the Adam step: the momentum from
   # step 1 keeps moving the parameter at step 2, exactly as the TF1 reference does.

@@ -97,8 +97,7 @@ def music_rnn_config(name: str, **overrides: Any) -> ml_collections.ConfigDict:
   t.decay_rate = 1.0
   t.min_learning_rate = 0.0
   t.grad_clip = float(mc.clip_norm)
-  t.clip_mode = "global_norm"
-  t.grad_norm_clip_to_zero = float("inf")
+  t.clip_mode = "per_variable"   # tf_slim create_train_op(clip_gradient_norm=clip_norm)
   t.num_train_steps = 20_000
   for key, value in overrides.items():
     section, field = key.split(".", 1)
