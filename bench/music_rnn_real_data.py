@@ -174,7 +174,10 @@ def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, 
   data_seconds = time.time() - t0
   run = work / name
   load_before = os.getloadavg()
+  # The newest logged or saved step (a run stopped by a signal saves past its last log line).
   done = [r["step"] for r in workdir.read_metrics(run) if r.get("split") == "train"]
+  saved = run / workdir.CHECKPOINTS
+  done += [int(p.name) for p in saved.iterdir() if p.name.isdigit()] if saved.is_dir() else []
   start = max(done) if resume and done else 0
   walls = []
   # 1 step (eval "at start"), 21 steps (the 11..20 log window times a compiled step), then
