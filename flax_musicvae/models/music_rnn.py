@@ -235,8 +235,9 @@ def attention_step(p: dict[str, Array], carry, x: Array):
 
 
 def _masked_attention_scan(w, b, carry0, x_parts, valid, es):
-  """``lax.scan`` of :func:`_attention_cell` over time-major ``x_parts``, the carry frozen
-  where ``valid`` is False; returns ((final carry, outputs), the stacked vectors ``u``)."""
+  """``lax.scan`` of :func:`_attention_cell` over time-major ``x_parts`` (and the per-step
+  zeros ``es``, or None), the carry frozen where ``valid`` is False; returns ((final carry,
+  outputs), the stacked vectors ``u``)."""
   def body(carry, inp):
     x_part, ok, e = inp
     new, out, inputs = _attention_cell(w, b, carry, x_part, e)
@@ -257,7 +258,7 @@ def _attention_scan(w, b, carry0, x_parts, valid):
   add a full-size outer product into an accumulator at every step (the step's cost at a
   small batch).
   """
-  return _masked_attention_scan(w, b, carry0, x_parts, valid, _zero_products(w, x_parts))[0]
+  return _masked_attention_scan(w, b, carry0, x_parts, valid, None)[0]   # no zeros to add
 
 
 def _zero_products(w: dict[str, Array], x_parts: Array) -> dict[str, Array]:
