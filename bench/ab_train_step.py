@@ -10,6 +10,9 @@ the current tree can be timed alike, one after the other:
   python bench/ab_train_step.py --root /tmp/base --config hierdec_mel_16bar --batch_size 8
   GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python bench/ab_train_step.py --root . ...
 
+MusicRNN configs take ``--length`` steps per sequence (e.g. ``--config drum_kit_rnn
+--length 256``); their A/B needs a checkout that has MusicRNN.
+
 Prints one JSON line (median examples/s, per-step seconds, the load average).
 """
 
@@ -30,6 +33,8 @@ def main() -> None:
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--compute_dtype", default="float32")
+  parser.add_argument("--length", type=int, default=256,
+                      help="MusicRNN configs: steps per sequence (MusicVAE: the config's)")
   args = parser.parse_args()
   root = os.path.abspath(args.root)
   sys.path.insert(0, root)
@@ -44,7 +49,7 @@ def main() -> None:
   config = module.get_config()
   config.train.batch_size = args.batch_size
   config.train.compute_dtype = args.compute_dtype
-  data = bench_train.synthetic_data(config, examples=args.batch_size)
+  data = bench_train.synthetic_data(config, examples=args.batch_size, length=args.length)
   state, step, batch_sharding = bench_train.train_step_setup(config, data)
   batch = jax.device_put(data, batch_sharding)
   load_before = os.getloadavg()
@@ -60,6 +65,7 @@ def main() -> None:
     times.append(time.perf_counter() - start)
   print(json.dumps({
       "root": root, "config": args.config, "batch_size": args.batch_size,
+      "length": int(data["inputs"].shape[1]),
       "compute_dtype": args.compute_dtype, "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
       "first_step_seconds_incl_compile": round(first, 1),
       "step_seconds": [round(t, 3) for t in times],

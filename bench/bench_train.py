@@ -58,9 +58,20 @@ def forward_flops_per_example(config) -> int:
   return flops.matmul_flops(lambda p, b: forward(p, b, keys["dropout"]), params, batch)
 
 
-def synthetic_data(config, examples: int = 4096) -> dict:
-  """Random windows with the model's shapes: one-hot rows (categorical) or 0/1 hits."""
+def synthetic_data(config, examples: int = 4096, length: int = 256) -> dict:
+  """Random examples with the model's shapes.
+
+  MusicVAE: windows of 0/1 hits (categorical one-hot rows or multi-hot); MusicRNN
+  (``model.architecture``): ``length`` steps of one-hot inputs and labels, all valid.
+  """
   rng = np.random.default_rng(0)
+  if config.model.get("architecture", "music_vae") == "music_rnn":
+    spec = vae.build_model(config).spec
+    eye_in, eye_out = np.eye(spec.input_size, dtype=np.float32), np.eye(
+        spec.num_classes, dtype=np.float32)
+    return {"inputs": eye_in[rng.integers(0, spec.input_size, (examples, length))],
+            "outputs": eye_out[rng.integers(0, spec.num_classes, (examples, length))],
+            "lengths": np.full((examples,), length, np.int32)}
   shapes = jax.tree.map(lambda x: x.shape[1:], vae.dummy_batch(vae.ModelSpec.from_config(
       config.model), 1))
   t, depth = shapes["outputs"]
