@@ -21,14 +21,19 @@ whose target is / is not the encoder's default event (no new note; no drum hit).
 from __future__ import annotations
 
 import argparse
+import collections
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import pathlib
 import sys
 import time
 
 import numpy as np
+import tqdm
 from note_seq import sequences_lib
+from note_seq.protobuf import music_pb2
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -62,13 +67,38 @@ def subset_tfrecord(out: pathlib.Path, every: int, folk: pathlib.Path) -> int:
 IMPROV_CACHE_VERSION = "v1"
 
 
+def improv_pieces(serialized: bytes) -> tuple[list[bytes], collections.Counter]:
+  """One tune's pieces between time changes, with the chords the improv converter reads.
+
+  Each piece is quantized; a piece without chord symbols gets note_seq's inferred chords
+  (a piece where inference fails is left out, as the converter would), which are stored
+  with it. Returns the serialized pieces kept and the counts by outcome.
+  """
+  ns = music_pb2.NoteSequence.FromString(serialized)
+  stats = collections.Counter(tunes=1)
+  pieces = []
+  for piece in sequences_lib.split_note_sequence_on_time_changes(ns):
+    qns = rnn_data.quantize(piece, 4)
+    if qns is None:
+      stats["pieces_unquantizable"] += 1
+    elif chords_lib.has_chords(piece):
+      stats["pieces_with_chord_symbols"] += 1
+      pieces.append(piece.SerializeToString())
+    elif chords_lib.infer_chords_if_missing(qns):
+      stats["pieces_chords_inferred"] += 1
+      for ta in qns.text_annotations:
+        piece.text_annotations.add(time=ta.time, text=ta.text,
+                                   annotation_type=ta.annotation_type)
+      pieces.append(piece.SerializeToString())
+    else:
+      stats["pieces_inference_failed"] += 1
+  return pieces, stats
+
+
 def improv_tfrecord(work: pathlib.Path, every: int, folk: pathlib.Path
                     ) -> tuple[pathlib.Path, dict]:
-  """Every ``every``-th folk tune with the chords the improv converter reads (cached).
+  """Every ``every``-th folk tune through ``improv_pieces`` (cached; one process per core).
 
-  The converter's own steps, done once: each piece between time changes is quantized;
-  a piece without chord symbols gets note_seq's inferred chords (a piece where
-  inference fails is left out, as the converter would), which are stored with it.
   Returns the TFRecord (named by a key of ``every`` and the folk file) and the counts.
   """
   key = cache_key(IMPROV_CACHE_VERSION, {"every": every}, [folk.read_bytes()])
@@ -76,30 +106,20 @@ def improv_tfrecord(work: pathlib.Path, every: int, folk: pathlib.Path
   stats_file = out.with_suffix(".json")
   if out.exists() and stats_file.exists():
     return out, json.loads(stats_file.read_text())
-  stats = dict.fromkeys(("tunes", "pieces_with_chord_symbols", "pieces_chords_inferred",
-                         "pieces_inference_failed", "pieces_unquantizable"), 0)
+  stats = collections.Counter(dict.fromkeys(
+      ("tunes", "pieces_with_chord_symbols", "pieces_chords_inferred",
+       "pieces_inference_failed", "pieces_unquantizable"), 0))
   t0 = time.time()
+  tunes = [ns.SerializeToString()
+           for i, ns in enumerate(note_sequence_io.read_note_sequences(folk)) if i % every == 0]
   pieces = []
-  for i, ns in enumerate(note_sequence_io.read_note_sequences(folk)):
-    if i % every:
-      continue
-    stats["tunes"] += 1
-    for piece in sequences_lib.split_note_sequence_on_time_changes(ns):
-      qns = rnn_data.quantize(piece, 4)
-      if qns is None:
-        stats["pieces_unquantizable"] += 1
-      elif chords_lib.has_chords(piece):
-        stats["pieces_with_chord_symbols"] += 1
-        pieces.append(piece)
-      elif chords_lib.infer_chords_if_missing(qns):
-        stats["pieces_chords_inferred"] += 1
-        for ta in qns.text_annotations:
-          piece.text_annotations.add(time=ta.time, text=ta.text,
-                                     annotation_type=ta.annotation_type)
-        pieces.append(piece)
-      else:
-        stats["pieces_inference_failed"] += 1
-  stats["seconds"] = round(time.time() - t0, 1)
+  with concurrent.futures.ProcessPoolExecutor(
+      os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
+    for kept, counts in tqdm.tqdm(pool.map(improv_pieces, tunes, chunksize=4),
+                                  total=len(tunes), desc="improv chords", unit="tune"):
+      pieces += [music_pb2.NoteSequence.FromString(b) for b in kept]
+      stats.update(counts)
+  stats = {**stats, "seconds": round(time.time() - t0, 1)}
   note_sequence_io.write_note_sequences(out, pieces)
   stats_file.write_text(json.dumps(stats))
   return out, stats
@@ -157,7 +177,7 @@ def event_accuracies(c, run: pathlib.Path, arrays, batch: int) -> dict:
 
 def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, batch: int,
             eval_examples: int, budget_seconds: float, eval_fraction: float,
-            resume: bool) -> dict:
+            resume: bool, eval_every: int = 0) -> dict:
   c = config_lib.load(name)
   c.data.path = str(data_path)
   c.data.cache_dir = str(work / "cache")
@@ -191,7 +211,7 @@ def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, 
       n = max(22, start + (int(left * sps) if budget_seconds else steps))
     c.train.num_train_steps = n
     c.train.log_every_steps = every
-    c.train.eval_every_steps = n
+    c.train.eval_every_steps = eval_every if eval_every and every == 25 else n
     c.train.checkpoint_every_steps = n
     t = time.time()
     train.train_and_evaluate(c, run, train_data=train_data, eval_data=eval_data)
@@ -216,6 +236,7 @@ def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, 
       "train_loss_curve": [(r["step"], round(r["loss"], 4)) for r in tr],
       "eval_loss_first": ev[0]["loss"], "eval_loss_last": ev[-1]["loss"],
       "eval_accuracy_first": ev[0]["accuracy"], "eval_accuracy_last": ev[-1]["accuracy"],
+      "eval_curve": [(r["step"], round(r["loss"], 4), round(r["accuracy"], 4)) for r in ev],
       "majority_class_accuracy": majority_rate, "majority_label": majority_label,
       **event_accuracies(c, run, eval_data, batch),
       "load_average_before": load_before, "load_average_after": os.getloadavg(),
@@ -249,6 +270,8 @@ def main() -> None:
   p.add_argument("--groove_every", type=int, default=4)
   p.add_argument("--eval_examples", type=int, default=64)
   p.add_argument("--eval_fraction", type=float, default=0.1, help="id-hash validation share")
+  p.add_argument("--eval_every", type=int, default=0,
+                 help="also evaluate every N steps of the budgeted part (eval_curve; 0: end only)")
   p.add_argument("--work", default="/tmp/music_rnn_real_data")
   p.add_argument("--output", default=str(RESULTS))
   a = p.parse_args()
@@ -278,12 +301,12 @@ def main() -> None:
     try:
       r = run_one(name, path, work, steps_for.get(name, a.steps), batch_for.get(name, a.batch),
                   a.eval_examples, budget_for.get(name, a.budget_seconds), a.eval_fraction,
-                  a.resume)
+                  a.resume, a.eval_every)
       r["source_sequences" if kind != "improv" else "improv_chords"] = count
       r["invocation"] = len(previous["invocations"])
     except Exception as e:  # pylint: disable=broad-except  # report, go on to the next
       r = {"config": name, "error": f"{type(e).__name__}: {e}"}
-    print(json.dumps({k: v for k, v in r.items() if k != "train_loss_curve"}), flush=True)
+    print(json.dumps({k: v for k, v in r.items() if not k.endswith("_curve")}), flush=True)
     results.append(r)
   merged = {r["config"]: r for r in previous["runs"]}
   merged.update({r["config"]: r for r in results})
