@@ -1,7 +1,9 @@
 """Short real-data training runs of the 8 MusicRNN configs through the normal trainer.
 
 Melody configs (basic_rnn, mono_rnn, lookback_rnn, attention_rnn) train on the music21
-folk tunes of ``flax_musicvae.pipelines.folk_melodies`` (ryansMammoth + oneills1850), the
+folk tunes of ``flax_musicvae.pipelines.folk_melodies`` (``--folk``, made by ``python -m
+pipelines.folk_melodies --collections ryansMammoth oneills1850 airdsAirs miscFolk
+--output_file=/work/runs/folk_4col.tfrecord``: 4,433 tunes, about 9 min), the
 improv configs on the same tunes with their chord symbols (kept by folk_melodies since
 its cache v2; these two collections have next to none) or, for a tune without any, the
 chords note_seq infers (what the improv converter would do, seconds a tune; done once per
