@@ -294,6 +294,7 @@ def main() -> None:
     sources["drums"] = (work / "groove.tfrecord", groove_tfrecord(work / "groove.tfrecord",
                                                                   a.groove_every))
   results = []
+  stopped = None
   previous = json.loads(pathlib.Path(a.output).read_text()) \
       if pathlib.Path(a.output).exists() else {"runs": [], "invocations": []}
   for name in a.configs:
@@ -306,6 +307,11 @@ def main() -> None:
                   a.resume, a.eval_every)
       r["source_sequences" if kind != "improv" else "improv_chords"] = count
       r["invocation"] = len(previous["invocations"])
+    except train.Interrupted as e:  # the trainer saved a checkpoint: keep what is done
+      print(f"{name}: {e}, checkpoint saved in {work / name}; `--resume --steps 1` "
+            "evaluates it", file=sys.stderr)
+      stopped = e
+      break
     except Exception as e:  # pylint: disable=broad-except  # report, go on to the next
       r = {"config": name, "error": f"{type(e).__name__}: {e}"}
     print(json.dumps({k: v for k, v in r.items() if not k.endswith("_curve")}), flush=True)
@@ -338,6 +344,8 @@ def main() -> None:
           f"{r['eval_accuracy_last']:8.4f} {r['majority_class_accuracy']:7.4f} "
           f"{r.get('event_accuracy', float('nan')):6.3f} "
           f"{'yes' if r['loss_fell'] else 'NO':4s} {'yes' if r['beats_majority'] else 'NO'}")
+  if stopped:
+    sys.exit(128 + stopped.signum)
 
 
 if __name__ == "__main__":
