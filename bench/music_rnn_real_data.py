@@ -206,14 +206,15 @@ def run_one(name: str, data_path: pathlib.Path, work: pathlib.Path, steps: int, 
   # as many steps as the remaining wall budget of this config allows (at least ``steps``
   # when ``budget_seconds`` is 0); a resumed run only does the last part, from ``start``.
   for n, every in ((1, 1), (21, 10), (None, 25))[2 if start else 0:]:
-    if n is None:
+    budgeted = n is None
+    if budgeted:
       sps = [r for r in workdir.read_metrics(run)
              if r.get("split") == "train" and r["step"] == 20][0]["steps_per_second"]
       left = budget_seconds - (time.time() - t0) - 20   # eval + checkpoint + compile
       n = max(22, start + (int(left * sps) if budget_seconds else steps))
     c.train.num_train_steps = n
     c.train.log_every_steps = every
-    c.train.eval_every_steps = eval_every if eval_every and every == 25 else n
+    c.train.eval_every_steps = eval_every if eval_every and budgeted else n
     c.train.checkpoint_every_steps = n
     t = time.time()
     train.train_and_evaluate(c, run, train_data=train_data, eval_data=eval_data)
